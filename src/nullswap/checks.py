@@ -45,4 +45,6 @@ def check_same_shape(a: torch.Tensor, b: torch.Tensor, names: tuple[str, str] = 
         InputError: naming both shapes.
     """
     if a.shape != b.shape:
-        raise InputError(f"{names[0]} and {names[1]} must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
+        raise InputError(
+            f"{names[0]} and {names[1]} must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}"
+        )

@@ -68,7 +68,9 @@ def transform_points(M: torch.Tensor, pts: torch.Tensor) -> torch.Tensor:
     return pts @ M[..., :2].transpose(-1, -2) + M[..., 2].unsqueeze(-2)
 
 
-def warp_affine(image: torch.Tensor, M: torch.Tensor, out_size: tuple[int, int], mode: str = "bilinear") -> torch.Tensor:
+def warp_affine(
+    image: torch.Tensor, M: torch.Tensor, out_size: tuple[int, int], mode: str = "bilinear"
+) -> torch.Tensor:
     """Warp ``image`` ``(B,C,H,W)`` into an ``out_size`` = (h, w) canvas with the forward map ``M`` (source -> output).
 
     Differentiable in ``image`` and ``M``. Pixels whose source falls outside the image are 0.

