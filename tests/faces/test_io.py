@@ -1,0 +1,122 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageCms
+
+from nullswap.errors import ImageReadError, ImageWriteError
+from nullswap.faces.io import read_image, write_image
+
+
+def _gradient(h=40, w=60):
+    y, x = np.mgrid[0:h, 0:w]
+    return np.stack([x * 4 % 256, y * 6 % 256, (x + y) * 2 % 256], -1).astype(np.uint8)
+
+
+def test_rgb_roundtrip_exact(tmp_path):
+    arr = _gradient()
+    Image.fromarray(arr).save(tmp_path / "a.png")
+    im = read_image(tmp_path / "a.png")
+    assert im.tensor.shape == (3, 40, 60) and im.tensor.dtype == torch.float32
+    write_image(tmp_path / "b.png", im.tensor, like=im)
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "b.png")), arr)
+
+
+def test_exif_orientation_applied_and_reset(tmp_path):
+    arr = _gradient(40, 60)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 CW to display
+    Image.fromarray(arr).save(tmp_path / "r.jpg", exif=exif.tobytes(), quality=100)
+    im = read_image(tmp_path / "r.jpg")
+    assert im.tensor.shape == (3, 60, 40)  # upright: width and height swap
+    top_left_src = arr[-1, 0].astype(float) / 255  # orientation 6: the source's bottom-left lands top-left
+    assert np.allclose(im.tensor[:, 0, 0].numpy(), top_left_src, atol=0.06)
+    out = write_image(tmp_path / "o.jpg", im.tensor, like=im)
+    assert Image.open(out).getexif().get(0x0112) == 1
+
+
+def test_rgba_keeps_alpha_aside(tmp_path):
+    arr = np.dstack([_gradient(), np.full((40, 60), 128, np.uint8)])
+    Image.fromarray(arr, "RGBA").save(tmp_path / "a.png")
+    im = read_image(tmp_path / "a.png")
+    assert im.tensor.shape == (3, 40, 60) and im.alpha is not None and im.alpha.shape == (40, 60)
+    assert torch.allclose(im.alpha, torch.full((40, 60), 128 / 255))
+    out = write_image(tmp_path / "b.png", im.tensor, like=im)
+    assert Image.open(out).mode == "RGBA"
+    assert np.array_equal(np.asarray(Image.open(out)), arr)
+
+
+def test_grayscale_and_palette(tmp_path):
+    Image.fromarray(_gradient()[:, :, 0], "L").save(tmp_path / "g.png")
+    Image.fromarray(_gradient()).convert("P").save(tmp_path / "p.png")
+    for f in ("g.png", "p.png"):
+        im = read_image(tmp_path / f)
+        assert im.tensor.shape == (3, 40, 60)
+    g = read_image(tmp_path / "g.png").tensor
+    assert torch.equal(g[0], g[1]) and torch.equal(g[1], g[2])
+
+
+def test_cmyk_jpeg(tmp_path):
+    Image.fromarray(_gradient()).convert("CMYK").save(tmp_path / "c.jpg", quality=100)
+    im = read_image(tmp_path / "c.jpg")
+    assert im.tensor.shape == (3, 40, 60)
+    assert (im.tensor - torch.from_numpy(_gradient()).permute(2, 0, 1) / 255).abs().mean() < 0.05
+
+
+def test_16bit_png(tmp_path):
+    a = (np.linspace(0, 65535, 40 * 60).reshape(40, 60)).astype(np.uint16)
+    Image.fromarray(a).save(tmp_path / "d.png")
+    im = read_image(tmp_path / "d.png")
+    assert im.bit_depth == 16 and im.tensor.shape == (3, 40, 60)
+    assert abs(float(im.tensor.max()) - 1.0) < 1e-4 and float(im.tensor.min()) == 0.0
+
+
+@pytest.mark.parametrize("fmt", ["webp", "bmp", "tiff"])
+def test_other_formats(tmp_path, fmt):
+    Image.fromarray(_gradient()).save(tmp_path / f"x.{fmt}")
+    assert read_image(tmp_path / f"x.{fmt}").tensor.shape == (3, 40, 60)
+
+
+def test_bad_files_raise_typed_error_with_name(tmp_path):
+    Image.fromarray(_gradient(200, 200)).save(tmp_path / "full.jpg", quality=95)
+    data = (tmp_path / "full.jpg").read_bytes()
+    (tmp_path / "trunc.jpg").write_bytes(data[: len(data) // 2])
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    (tmp_path / "notes.txt").write_text("not an image")
+    for name in ("trunc.jpg", "empty.jpg", "notes.txt", "missing.png"):
+        with pytest.raises(ImageReadError) as e:
+            read_image(tmp_path / name)
+        assert name in str(e.value)
+
+
+def test_decompression_bomb_refused(tmp_path, monkeypatch):
+    import nullswap.faces.io as nio
+
+    Image.fromarray(_gradient()).save(tmp_path / "big.png")
+    monkeypatch.setattr(nio, "MAX_PIXELS", 100)
+    with pytest.raises(ImageReadError, match="exceeds"):
+        read_image(tmp_path / "big.png")
+
+
+def test_write_keeps_icc_and_exif_and_strips_gps(tmp_path):
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    exif = Image.Exif()
+    exif[0x010F] = "TestCam"  # Make
+    exif[0x8825] = {1: "N", 2: (1.0, 2.0, 3.0)}  # GPS IFD
+    Image.fromarray(_gradient()).save(tmp_path / "s.jpg", icc_profile=icc, exif=exif.tobytes())
+    im = read_image(tmp_path / "s.jpg")
+    kept = Image.open(write_image(tmp_path / "k.jpg", im.tensor, like=im))
+    assert kept.info.get("icc_profile") == icc and kept.getexif().get(0x010F) == "TestCam"
+    assert 0x8825 in kept.getexif()
+    stripped = Image.open(write_image(tmp_path / "n.jpg", im.tensor, like=im, strip_gps=True))
+    assert 0x8825 not in stripped.getexif() and stripped.getexif().get(0x010F) == "TestCam"
+
+
+def test_write_refuses_overwrite_and_reports_readonly(tmp_path):
+    t = torch.rand(3, 8, 8)
+    write_image(tmp_path / "a.png", t)
+    before = (tmp_path / "a.png").read_bytes()
+    with pytest.raises(ImageWriteError, match="exists"):
+        write_image(tmp_path / "a.png", torch.zeros(3, 8, 8))
+    assert (tmp_path / "a.png").read_bytes() == before
+    with pytest.raises(ImageWriteError):
+        write_image(tmp_path / "missing-dir" / "a.png", t)
