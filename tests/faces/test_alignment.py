@@ -56,13 +56,15 @@ def test_align_faces_maps_landmarks_onto_template_and_gradients_flow():
 
 def test_rewarp_between_templates_matches_direct_alignment():
     img = torch.rand(1, 3, 400, 400)
-    lm = transform_points(invert_affine(_similarity(0.1, 1.2, -60, -50)[None]), get_template("arcface-112").points_tensor()[None])
+    pts = get_template("arcface-112").points_tensor()[None]
+    lm = transform_points(invert_affine(_similarity(0.1, 1.2, -60, -50)[None]), pts)
     c256, _ = align_faces(img, lm, "protector-256")
     direct, _ = align_faces(img, lm, "arcface-112")
     via = rewarp(c256, "protector-256", "arcface-112")
     # the 256 crop is larger than the 112 one, so re-warping only adds one more bilinear resampling
     assert (via - direct).abs().mean() < 0.03
-    assert template_to_template("arcface-112", "arcface-112").allclose(torch.tensor([[1.0, 0, 0], [0, 1.0, 0]]), atol=1e-5)
+    eye = torch.tensor([[1.0, 0, 0], [0, 1.0, 0]])
+    assert template_to_template("arcface-112", "arcface-112").allclose(eye, atol=1e-5)
 
 
 def test_templates_registered_and_inside_their_crops():

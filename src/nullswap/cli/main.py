@@ -11,11 +11,13 @@ from rich.console import Console
 from rich.table import Table
 
 from nullswap.__about__ import __version__
+from nullswap.cli.recognizers import recognizers_app
 from nullswap.cli.weights import weights_app
 
 app = typer.Typer(name="nullswap", help="Protect face photos against deepfake face swapping.", no_args_is_help=True,
                   add_completion=False)
 app.add_typer(weights_app, name="weights")
+app.add_typer(recognizers_app, name="recognizers")
 console = Console(stderr=True)
 
 

@@ -1,0 +1,1 @@
+"""Datasets: LFW (verification), identity-labelled folders (training and identification)."""
