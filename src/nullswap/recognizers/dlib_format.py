@@ -285,7 +285,8 @@ def _input_rgb_image(r: DlibReader) -> _Fields:
 
 
 def _loss_metric_2(r: DlibReader) -> _Fields:
-    return {"margin": r.read_float("loss_metric_ margin"), "dist_thresh": r.read_float("loss_metric_ dist_thresh")}, None
+    margin = r.read_float("loss_metric_ margin")
+    return {"margin": margin, "dist_thresh": r.read_float("loss_metric_ dist_thresh")}, None
 
 
 LAYER_READERS: dict[str, Callable[[DlibReader], _Fields]] = {

@@ -105,7 +105,7 @@ class DlibNativeDescriptor:
                   self.model_path)
 
     def compute(self, chips: np.ndarray | torch.Tensor, num_jitters: int = 0) -> np.ndarray:
-        """dlib's 128-d descriptors (not re-normalised; dlib's outputs are already near unit length).
+        """The 128-d descriptors dlib computes (not normalised: dlib's raw outputs, not of unit length).
 
         Args:
             chips: see :func:`to_uint8_chips`.

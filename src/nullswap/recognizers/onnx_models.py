@@ -1,1 +1,333 @@
-"""(being written)"""
+"""Recognizers shipped as ONNX graphs, converted to differentiable PyTorch modules with ``onnx2torch``.
+
+* ``"faceplugin-512"``: the 512-d face feature network of npm ``faceplugin-face-recognition-js`` 0.0.1
+  (``model/fr_feature.onnx``, MIT). The graph (ONNX opset 9, exported by PyTorch 1.10) is a MobileFaceNet-style
+  network (Chen et al. 2018) with PReLU: 50 Conv, 33 PRelu, 12 Add and one Reshape, input ``(1, 3, 112, 112)``; it has
+  no preprocessing node. The package's ``lib/fr_feature.js`` defines the input: the face is warped onto the ArcFace
+  112x112 reference points (``REFERENCE_FACIAL_POINTS`` = insightface's template, here ``"arcface-112"``), read from
+  an OpenCV.js RGBA canvas and normalised per channel as ``(pixel - 127) / 128`` in R, G, B order.
+* ``"sface"``: SFace (Zhong et al., "SFace: Sigmoid-Constrained Hypersphere Loss for Robust Face Recognition", IEEE
+  TIP 2021) as published in the OpenCV model zoo, ``face_recognition_sface_2021dec.onnx`` (Apache-2.0), 128-d. Not
+  obtainable offline here (the public copies are Git LFS objects): a user supplies the file (``checkpoint=`` or a
+  weights folder) or the hub downloads it from the zoo's GitHub URL; its size and sha256 are those of the zoo's LFS
+  pointer. Input as OpenCV's ``FaceRecognizerSF`` feeds it (``modules/objdetect/src/face_recognize.cpp``): the face
+  aligned by a similarity to the ArcFace 112x112 points, then ``blobFromImage(img, 1, (112, 112), 0, swapRB=true)``,
+  i.e. RGB on the 0..255 scale with no mean or scale (any normalisation lives inside the graph).
+
+Batching: both graphs were exported with a fixed batch of 1 and end in ``Reshape(x, [1, -1])``. Before conversion a
+``Reshape`` whose constant target shape starts with the exported batch size 1 gets 0 there instead (ONNX's "copy this
+dimension"), and the batch inputs are declared dynamic. After conversion two probes check that the rewritten graph
+gives the original graph's output on one image, and that a batch of two gives the same embeddings as the two images
+one by one. If the first fails the original graph is used, one image at a time; if the second fails the graph runs one
+image at a time (still differentiable).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from nullswap.errors import WeightsError
+from nullswap.hub import LocalSource, URLSource, WeightSpec, get_weight_spec, register_weight
+from nullswap.recognizers.base import FaceRecognizer, RecognizerInfo
+from nullswap.recognizers.mobilefacenet import resolve_weights
+from nullswap.recognizers.registry import register_recognizer
+
+log = logging.getLogger(__name__)
+
+__all__ = ["OnnxRecognizer", "convert_onnx", "faceplugin_512", "sface"]
+
+
+# --------------------------------------------------------------------------------------------------- conversion
+def _free_batch_dim(model) -> int:
+    """Make a fixed-batch-1 ONNX graph batch-agnostic in place; return how many Reshape targets were rewritten."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = model.graph
+    fixed_one = False
+    for vi in list(graph.input) + list(graph.output):
+        dims = vi.type.tensor_type.shape.dim
+        if len(dims) > 0 and dims[0].HasField("dim_value") and dims[0].dim_value == 1:
+            fixed_one = True
+            dims[0].ClearField("dim_value")
+            dims[0].dim_param = "batch"
+    if not fixed_one:
+        return 0
+    inits = {t.name: t for t in graph.initializer}
+    consts = {n.output[0]: n for n in graph.node if n.op_type == "Constant"}
+    n_rewritten = 0
+    for node in graph.node:
+        if node.op_type != "Reshape" or len(node.input) < 2:
+            continue
+        name = node.input[1]
+        if name in inits:
+            shape = numpy_helper.to_array(inits[name])
+            if shape.ndim == 1 and shape.size >= 2 and shape[0] == 1:
+                new = shape.copy()
+                new[0] = 0
+                inits[name].CopyFrom(numpy_helper.from_array(new.astype(shape.dtype), name))
+                n_rewritten += 1
+        elif name in consts:
+            attr = next((a for a in consts[name].attribute if a.name == "value"), None)
+            if attr is None:
+                continue
+            shape = numpy_helper.to_array(attr.t)
+            if shape.ndim == 1 and shape.size >= 2 and shape[0] == 1:
+                new = shape.copy()
+                new[0] = 0
+                attr.t.CopyFrom(numpy_helper.from_array(new.astype(shape.dtype), attr.t.name))
+                n_rewritten += 1
+    onnx.checker.check_model(model)
+    return n_rewritten
+
+
+def _input_shape(model) -> tuple[int, ...]:
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    return tuple(d.dim_value if d.HasField("dim_value") else -1 for d in dims)
+
+
+def convert_onnx(path: str | os.PathLike[str], *, free_batch: bool = True) -> tuple[nn.Module, tuple[int, ...]]:
+    """Convert an ONNX file to a PyTorch ``GraphModule`` with onnx2torch.
+
+    Args:
+        path: the ``.onnx`` file.
+        free_batch: rewrite fixed batch-1 ``Reshape`` targets (see the module docstring).
+
+    Returns:
+        ``(module, input_shape)``, the shape as declared in the file before any rewrite (``-1`` for symbolic dims).
+
+    Raises:
+        WeightsError: the file is not a valid ONNX model or uses an operator onnx2torch cannot convert.
+    """
+    import onnx
+    from onnx2torch import convert
+
+    p = Path(path)
+    try:
+        model = onnx.load(str(p))
+        onnx.checker.check_model(model)
+    except Exception as e:  # protobuf DecodeError, ValidationError, OSError
+        raise WeightsError(f"cannot read ONNX model {str(p)!r}: {e}") from e
+    shape = _input_shape(model)
+    if free_batch:
+        n = _free_batch_dim(model)
+        log.debug("%s: rewrote %d fixed-batch Reshape target(s)", p.name, n)
+    try:
+        module = convert(model)
+    except Exception as e:  # onnx2torch raises NotImplementedError / KeyError for unsupported ops
+        raise WeightsError(f"cannot convert ONNX model {str(p)!r} to PyTorch with onnx2torch: {e}") from e
+    return module, shape
+
+
+# --------------------------------------------------------------------------------------------------- recognizer
+class OnnxRecognizer(FaceRecognizer):
+    """A recognizer around a converted ONNX graph with a per-channel affine input normalisation.
+
+    The graph receives ``(255 * x[:, order] - mean) / std`` where ``x`` is the RGB ``[0, 1]`` crop.
+
+    Args:
+        info: the recognizer's description.
+        net: the converted graph (``(B, 3, H, W) -> (B, D)``, or any shape flattening to ``D`` per image).
+        mean: per-channel mean on the 0..255 scale (in the graph's channel order).
+        std: per-channel scale on the 0..255 scale.
+        bgr: feed channels in BGR order.
+        check_batching: probe whether the graph handles batches; otherwise run it image by image.
+        reference: the graph converted without the batch rewrite; if ``net`` differs from it on one image, the
+            reference is used instead (one image at a time).
+    """
+
+    def __init__(
+        self,
+        info: RecognizerInfo,
+        net: nn.Module,
+        *,
+        mean: tuple[float, float, float] = (0.0, 0.0, 0.0),
+        std: tuple[float, float, float] = (1.0, 1.0, 1.0),
+        bgr: bool = False,
+        check_batching: bool = True,
+        reference: nn.Module | None = None,
+    ) -> None:
+        super().__init__(info)
+        self.net = net.eval()  # probes below need inference behaviour (BatchNormalization, Dropout nodes)
+        self.bgr = bgr
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        self.per_sample = False
+        if reference is not None and not self._same_as(reference.eval()):
+            log.warning("%s: the batch-agnostic rewrite changed the graph's output; using the original graph, "
+                        "one image at a time", self.name)
+            self.net = reference
+            self.per_sample = True
+        elif check_batching:
+            self.per_sample = not self._batching_works()
+
+    def _normalize(self, x: torch.Tensor) -> torch.Tensor:
+        if self.bgr:
+            x = x.flip(1)
+        return (x * 255.0 - self.mean.to(x.dtype)) / self.std.to(x.dtype)
+
+    def _run(self, z: torch.Tensor) -> torch.Tensor:
+        out = self.net(z)
+        if isinstance(out, (tuple, list)):
+            out = out[0]
+        return out.reshape(z.shape[0], -1)
+
+    @torch.no_grad()
+    def _same_as(self, reference: nn.Module) -> bool:
+        x = torch.rand(1, 3, *self.info.input_size, generator=torch.Generator().manual_seed(1))
+        z = self._normalize(x)
+        try:
+            ours = self._run(z)
+        except (RuntimeError, ValueError):
+            return False
+        ref = reference(z)
+        ref = (ref[0] if isinstance(ref, (tuple, list)) else ref).reshape(1, -1)
+        return ours.shape == ref.shape and bool(torch.allclose(ours, ref, rtol=1e-5, atol=1e-6))
+
+    @torch.no_grad()
+    def _batching_works(self) -> bool:
+        x = torch.rand(2, 3, *self.info.input_size, generator=torch.Generator().manual_seed(0))
+        try:
+            z = self._normalize(x)
+            both = self._run(z)
+            one = torch.cat([self._run(z[i : i + 1]) for i in range(2)])
+            ok = both.shape == one.shape and bool(torch.allclose(both, one, rtol=1e-4, atol=1e-4))
+        except (RuntimeError, ValueError) as e:
+            log.debug("%s: batched probe failed: %s", self.name, e)
+            ok = False
+        if not ok:
+            log.info("%s: the ONNX graph does not batch; running it one image at a time", self.name)
+        return ok
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Raw embeddings of RGB crops in ``[0, 1]``."""
+        z = self._normalize(x)
+        if self.per_sample and z.shape[0] != 1:
+            return torch.cat([self._run(z[i : i + 1]) for i in range(z.shape[0])])
+        return self._run(z)
+
+
+def _random_standin(info: RecognizerInfo) -> nn.Module:
+    """A random-weight stand-in for ``pretrained=False`` (no ONNX file is needed to test the plumbing)."""
+    d = info.embedding_dim
+    return nn.Sequential(
+        nn.Conv2d(3, 32, 3, 2, 1), nn.PReLU(32), nn.Conv2d(32, 64, 3, 2, 1), nn.PReLU(64),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, d),
+    )
+
+
+def _build(info: RecognizerInfo, spec: str, pretrained: bool, weights_dir: str | None, checkpoint: str | None,
+           **norm) -> OnnxRecognizer:
+    if not pretrained:
+        return OnnxRecognizer(info, _random_standin(info), check_batching=False, **norm)
+    path = resolve_weights(spec, weights_dir=weights_dir, checkpoint=checkpoint)
+    net, shape = convert_onnx(path)
+    reference, _ = convert_onnx(path, free_batch=False)
+    expected = (3, *info.input_size)
+    if len(shape) != 4 or tuple(shape[1:]) != expected:
+        raise WeightsError(
+            f"{info.name}: ONNX model {str(path)!r} takes input {shape}, expected (B, {', '.join(map(str, expected))})"
+        )
+    model = OnnxRecognizer(info, net, reference=reference, **norm)
+    with torch.no_grad():
+        out = model.embed(torch.full((1, 3, *info.input_size), 0.5))
+    if out.shape[1] != info.embedding_dim:
+        raise WeightsError(
+            f"{info.name}: ONNX model {str(path)!r} gives {out.shape[1]}-d output, expected {info.embedding_dim}-d"
+        )
+    log.debug("%s: converted %s (per-sample: %s)", info.name, path, model.per_sample)
+    return model
+
+
+# ------------------------------------------------------------------------------------------------ faceplugin-512
+FACEPLUGIN_INFO = RecognizerInfo(
+    name="faceplugin-512",
+    embedding_dim=512,
+    input_size=(112, 112),
+    template="arcface-112",
+    normalization="RGB, (255*x - 127) / 128 (lib/fr_feature.js of the npm package)",
+    weights=("faceplugin-512",),
+    offline=True,
+    description="faceplugin MobileFaceNet-style PReLU network, 512-d (ONNX via onnx2torch)",
+    provenance="npm faceplugin-face-recognition-js 0.0.1, model/fr_feature.onnx (MIT package); "
+    "training data not stated",
+    paper="architecture in the style of Chen et al., MobileFaceNets, CCBR 2018, arXiv:1804.07573",
+)
+_FACEPLUGIN_NORM = {"mean": (127.0, 127.0, 127.0), "std": (128.0, 128.0, 128.0), "bgr": False}
+
+
+@register_recognizer(FACEPLUGIN_INFO)
+def faceplugin_512(
+    pretrained: bool = True, weights_dir: str | None = None, checkpoint: str | None = None
+) -> OnnxRecognizer:
+    """Build ``"faceplugin-512"`` from ``fr_feature.onnx`` (``pretrained=False``: a small random stand-in net).
+
+    Raises:
+        WeightsError: the ONNX file is missing, unreadable, not convertible, or has the wrong input/output shape.
+    """
+    return _build(FACEPLUGIN_INFO, "faceplugin-512", pretrained, weights_dir, checkpoint, **_FACEPLUGIN_NORM)
+
+
+# --------------------------------------------------------------------------------------------------------- SFace
+_SFACE_FILE = "face_recognition_sface_2021dec.onnx"
+
+
+def _register_sface_weights() -> None:
+    try:
+        get_weight_spec("sface")
+        return
+    except KeyError:
+        pass
+    register_weight(
+        WeightSpec(
+            name="sface",
+            filename=_SFACE_FILE,
+            # size and sha256 of the Git LFS object (the pointer's "oid sha256:" is the file's sha256)
+            sha256="f6abbfff9575e3041db692c1e29d782e995191888477fd59ebc81202d99fc63b",
+            size=24227283,
+            license="Apache-2.0 (OpenCV model zoo)",
+            provenance="SFace (Zhong et al., IEEE TIP 2021) converted to ONNX for the OpenCV model zoo, "
+            f"models/face_recognition_sface/{_SFACE_FILE}",
+            sources=(
+                LocalSource(f"sface/{_SFACE_FILE}"),
+                LocalSource(f"face_recognition_sface/{_SFACE_FILE}"),
+                URLSource(f"https://github.com/opencv/opencv_zoo/raw/main/models/face_recognition_sface/{_SFACE_FILE}"),
+            ),
+            description="SFace 128-d face recognizer (ONNX, OpenCV zoo); user-supplied or downloaded",
+        )
+    )
+
+
+_register_sface_weights()
+
+SFACE_INFO = RecognizerInfo(
+    name="sface",
+    embedding_dim=128,
+    input_size=(112, 112),
+    template="arcface-112",
+    normalization="RGB on the 0..255 scale, no mean/scale (cv2.FaceRecognizerSF's blobFromImage)",
+    weights=("sface",),
+    offline=False,
+    description="SFace 128-d (OpenCV model zoo ONNX via onnx2torch); user-supplied weights",
+    provenance=f"OpenCV model zoo models/face_recognition_sface/{_SFACE_FILE} (Apache-2.0), converted from "
+    "GitHub zhongyy/SFace",
+    paper="Zhong et al., SFace: Sigmoid-Constrained Hypersphere Loss for Robust Face Recognition, IEEE TIP 30, 2021",
+)
+_SFACE_NORM = {"mean": (0.0, 0.0, 0.0), "std": (1.0, 1.0, 1.0), "bgr": False}
+
+
+@register_recognizer(SFACE_INFO)
+def sface(pretrained: bool = True, weights_dir: str | None = None, checkpoint: str | None = None) -> OnnxRecognizer:
+    """Build ``"sface"`` from the user's ``face_recognition_sface_2021dec.onnx`` (``checkpoint`` or weights folder).
+
+    Raises:
+        WeightsNotFoundError: no copy of the file is found (and it cannot be downloaded).
+        WeightsError: the file is unreadable, not convertible, or has the wrong input/output shape.
+    """
+    return _build(SFACE_INFO, "sface", pretrained, weights_dir, checkpoint, **_SFACE_NORM)
+

@@ -477,7 +477,7 @@ def load_faceapi_weights(
 def dlib_resnet29(
     pretrained: bool = True, weights_dir: str | None = None, checkpoint: str | None = None
 ) -> DlibResNet29:
-    """dlib's ResNet-29 with the weights of ``dlib_face_recognition_resnet_model_v1.dat``.
+    """The dlib ResNet-29 with the weights of ``dlib_face_recognition_resnet_model_v1.dat``.
 
     Args:
         pretrained: load the weights through the hub (``"dlib-resnet29"``); ``False`` leaves random weights.
