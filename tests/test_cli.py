@@ -17,7 +17,7 @@ def test_version_and_help():
 
 
 def test_weights_list_and_verify():
-    r = runner.invoke(app, ["weights", "list"])
+    r = runner.invoke(app, ["weights", "list"], env={"COLUMNS": "300"})
     assert r.exit_code == 0 and "mobilefacenet-casia" in r.output
     r = runner.invoke(app, ["weights", "verify"])
     assert r.exit_code == 0

@@ -209,7 +209,7 @@ class TFJSGraph:
         return [n.name for n in self.nodes.values() if n.name not in used and n.op not in ("Const", "Placeholder")]
 
     def consumers(self) -> dict[str, list[tuple[TFJSNode, int]]]:
-        """name -> list of (consumer node, input index) for every node."""
+        """Name -> list of (consumer node, input index) for every node."""
         out: dict[str, list[tuple[TFJSNode, int]]] = {name: [] for name in self.nodes}
         for n in self.nodes.values():
             for k, i in enumerate(n.inputs):
@@ -466,6 +466,7 @@ class TFJSModule(nn.Module):
         order = _topological_order(graph, self.output_names)
         bad = [(n.op, n.name) for n in order if n.op not in SUPPORTED_OPS]
         bad += [(f"{n.op} with fused op {o}", n.name) for n in order if n.op in _FUSED for o in _unsupported_fused(n)]
+        bad += [(f"{n.op} with {what}", n.name) for n in order for what in _unsupported_attrs(n)]
         if bad:
             raise UnsupportedOpError(bad)
         needed = {n.name for n in order if n.op == "Placeholder"}
@@ -499,6 +500,7 @@ class TFJSModule(nn.Module):
 
     # ---------------------------------------------------------------------------------------------- helpers
     def extra_repr(self) -> str:
+        """Inputs, outputs and op counts of the executed graph."""
         counts: dict[str, int] = {}
         for n in self._steps:
             counts[n.op] = counts.get(n.op, 0) + 1
@@ -609,6 +611,21 @@ def _unsupported_fused(node: TFJSNode) -> list[str]:
     return bad
 
 
+_PADDED = {"Conv2D", "_FusedConv2D", "DepthwiseConv2dNative", "FusedDepthwiseConv2dNative", "MaxPool", "AvgPool"}
+
+
+def _unsupported_attrs(node: TFJSNode) -> list[str]:
+    if node.op not in _PADDED:
+        return []
+    bad = []
+    pads = ("SAME", "VALID") if node.op in ("MaxPool", "AvgPool") else ("SAME", "VALID", "EXPLICIT")
+    if node.attrs.get("padding", "VALID") not in pads:
+        bad.append(f"padding {node.attrs.get('padding')}")
+    if node.attrs.get("data_format", "NHWC") not in ("NHWC", "NCHW"):
+        bad.append(f"data_format {node.attrs.get('data_format')}")
+    return bad
+
+
 @_op("Identity", "Snapshot", "StopGradient")
 def _identity(m: TFJSModule, node: TFJSNode, a: list[_Val]) -> _Val:
     return a[0]
@@ -664,6 +681,17 @@ _OPS.update({
 })
 
 
+@_op("Prelu")
+def _prelu(m: TFJSModule, node: TFJSNode, a: list[_Val]) -> _Val:
+    (x, fx), (alpha, fa) = a[0], a[1]
+    if fx and not fa and alpha.ndim == 1 and alpha.numel() == x.shape[1]:
+        return F.prelu(x, alpha), True  # one fused kernel for the common per-channel case
+    if fx != fa:
+        alpha = _broadcast_like_nchw(alpha) if fx else alpha
+        x = x if fx else _broadcast_like_nchw(x)
+    return torch.where(x >= 0, x, alpha * x), fx or fa
+
+
 @_op("AddN")
 def _add_n(m: TFJSModule, node: TFJSNode, a: list[_Val]) -> _Val:
     out = a[0]
@@ -690,7 +718,7 @@ def _conv_input(x: _Val, nhwc: bool) -> torch.Tensor:
 
 
 def _apply_fused(m: TFJSModule, node: TFJSNode, y: torch.Tensor, args: list[_Val], channel_dim: int) -> torch.Tensor:
-    """Apply ``fused_ops`` (BiasAdd / FusedBatchNorm, then an activation) to ``y`` whose channels are ``channel_dim``."""
+    """Apply ``fused_ops`` (BiasAdd / FusedBatchNorm, then an activation) to ``y`` (channels on ``channel_dim``)."""
     ops = list(node.attrs.get("fused_ops", []))
 
     def per_channel(t: torch.Tensor) -> torch.Tensor:
@@ -800,7 +828,7 @@ def _pad(m: TFJSModule, node: TFJSNode, a: list[_Val]) -> _Val:
     pairs = [(p[2 * i], p[2 * i + 1]) for i in range(t.ndim)]
     if flag:
         pairs = [pairs[0], pairs[3], pairs[1], pairs[2]]
-    value = float(a[2][0].reshape(-1)[0]) if node.op == "PadV2" and len(a) > 2 else 0.0
+    value = float(a[2][0].detach().reshape(-1)[0]) if node.op == "PadV2" and len(a) > 2 else 0.0
     flat = [v for pair in reversed(pairs) for v in pair]
     return F.pad(t, flat, value=value), flag
 
