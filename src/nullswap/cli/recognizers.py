@@ -66,7 +66,7 @@ def verify_cmd(
         t0 = time.perf_counter()
         with _progress() as prog:
             task = prog.add_task(name, total=sum(v is not None for v in landmarks.values()))
-            r = verify_lfw(model, data, landmarks, batch_size, device, progress=lambda n: prog.advance(task, n))
+            r = verify_lfw(model, data, landmarks, batch_size, device, progress=lambda n, _t=task: prog.advance(_t, n))
         dt = time.perf_counter() - t0
         results[name] = {**r.to_dict(), "seconds": dt}
         table.add_row(name, f"{r.mean_accuracy:.4f}", f"{r.std_accuracy:.4f}", f"{r.auc:.4f}",
