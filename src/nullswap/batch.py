@@ -1,0 +1,218 @@
+"""Batch protection of many photos: input expansion, collision-free output names, resume, per-photo outcomes.
+
+Rules (what ``nullswap protect`` documents):
+
+- Inputs are files, folders (searched recursively for image extensions) and glob patterns. Files named
+  ``*.protected.*`` (earlier outputs) are not picked up from folders.
+- Output: ``--out DIR`` writes ``DIR/NAME.EXT``; without ``--out``, or when ``DIR`` is the photo's own folder, the
+  output is ``NAME.protected.EXT`` beside it. An input is never overwritten.
+- Two inputs that would get the same output name, or an output name already taken by a file this tool did not write,
+  get ``NAME-2.EXT``, ``NAME-3.EXT``, ... (logged).
+- Resume: a manifest ``.nullswap-manifest.json`` in each output folder records, per output file, the source's sha256 and
+  the settings. A photo whose output exists with a matching manifest entry is skipped.
+- Outcomes per photo: ``protected``, ``skipped`` (done before), ``no-face`` (nothing to protect: no output written,
+  not a failure), ``failed`` (unreadable or not an image, unwritable output, ...: reported, the batch goes on).
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nullswap.errors import ImageWriteError, InputError, NullswapError
+from nullswap.faces.io import is_image_path
+
+log = logging.getLogger(__name__)
+
+MANIFEST = ".nullswap-manifest.json"
+
+
+@dataclass
+class Job:
+    """One photo to protect and where its output goes."""
+
+    source: Path
+    output: Path
+
+
+@dataclass
+class Outcome:
+    """What happened to one photo."""
+
+    source: Path
+    output: Path | None
+    status: str  # protected | skipped | no-face | failed
+    faces: int = 0
+    message: str = ""
+    report: dict[str, Any] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def expand_inputs(inputs: Sequence[str | Path]) -> tuple[list[Path], list[Outcome]]:
+    """Files, folders (recursive, by extension) and globs -> (sorted unique photo paths, failures for bad inputs).
+
+    A named file that is not an image (by extension) or does not exist is a failure; files in folders that are not
+    images are ignored.
+    """
+    found: dict[Path, None] = {}
+    bad: list[Outcome] = []
+    for raw in inputs:
+        p = Path(raw)
+        if p.is_dir():
+            for f in sorted(p.rglob("*")):
+                if f.is_file() and is_image_path(f) and ".protected." not in f.name and not f.name.startswith("."):
+                    found[f] = None
+        elif p.is_file():
+            if is_image_path(p):
+                found[p] = None
+            else:
+                bad.append(Outcome(p, None, "failed", message=f"not an image file (extension {p.suffix!r})"))
+        elif any(ch in str(raw) for ch in "*?["):
+            matches = sorted(Path(m) for m in glob.glob(str(raw), recursive=True))
+            files = [m for m in matches if m.is_file() and is_image_path(m)]
+            if not files:
+                bad.append(Outcome(p, None, "failed", message="the pattern matches no image"))
+            for m in files:
+                found[m] = None
+        else:
+            bad.append(Outcome(p, None, "failed", message="no such file or folder"))
+    return list(found), bad
+
+
+def sha256_of(path: Path) -> str:
+    """sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _read_manifest(folder: Path) -> dict[str, Any]:
+    f = folder / MANIFEST
+    if f.is_file():
+        try:
+            return json.loads(f.read_text())
+        except (OSError, json.JSONDecodeError):
+            log.warning("unreadable manifest %s: ignored", f)
+    return {}
+
+
+def _write_manifest(folder: Path, data: dict[str, Any]) -> None:
+    tmp = folder / (MANIFEST + ".part")
+    tmp.write_text(json.dumps(data, indent=1))
+    tmp.replace(folder / MANIFEST)
+
+
+def plan_outputs(photos: Iterable[Path], out: Path | None) -> list[Job]:
+    """Assign every photo a collision-free output path (see module rules)."""
+    taken: set[Path] = set()
+    jobs: list[Job] = []
+    for src in photos:
+        folder = out if out is not None else src.parent
+        same = folder.resolve() == src.parent.resolve()
+        stem = f"{src.stem}.protected" if same else src.stem
+        cand = folder / f"{stem}{src.suffix}"
+        k = 2
+        while cand.resolve() in taken or cand.resolve() == src.resolve():
+            cand = folder / f"{stem}-{k}{src.suffix}"
+            k += 1
+        taken.add(cand.resolve())
+        jobs.append(Job(src, cand))
+    return jobs
+
+
+def run_batch(
+    jobs: Sequence[Job],
+    protect_file: Callable[[Path], Any],
+    *,
+    settings: dict[str, Any],
+    report: bool = False,
+    strip_gps: bool = False,
+    on_done: Callable[[Outcome], None] | None = None,
+) -> list[Outcome]:
+    """Protect every job's photo, never stopping on one photo's failure.
+
+    Args:
+        jobs: from :func:`plan_outputs`.
+        protect_file: ``path -> ProtectedImage``.
+        settings: recorded in the manifest; a changed setting re-protects.
+        report: write ``NAME.report.json`` beside each output.
+        strip_gps: drop EXIF GPS from outputs.
+        on_done: called after each photo (progress).
+    """
+    outcomes: list[Outcome] = []
+    manifests: dict[Path, dict[str, Any]] = {}
+    for job in jobs:
+        folder = job.output.parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            o = Outcome(job.source, None, "failed", message=f"cannot create output folder {folder}: {e}")
+            outcomes.append(o)
+            if on_done:
+                on_done(o)
+            continue
+        man = manifests.setdefault(folder, _read_manifest(folder))
+        outcome = _one(job, man, protect_file, settings, report, strip_gps)
+        if outcome.status == "protected" and outcome.output is not None:
+            man[outcome.output.name] = {"source": str(job.source), "sha256": outcome.extra.get("sha256"),
+                                        "settings": settings, "faces": outcome.faces}
+            try:
+                _write_manifest(folder, man)
+            except OSError as e:
+                log.warning("could not write the manifest in %s: %s", folder, e)
+        outcomes.append(outcome)
+        if on_done:
+            on_done(outcome)
+    return outcomes
+
+
+def _one(job: Job, man: dict[str, Any], protect_file, settings, report: bool, strip_gps: bool) -> Outcome:
+    try:
+        digest = sha256_of(job.source)
+    except OSError as e:
+        return Outcome(job.source, None, "failed", message=f"cannot read: {e}")
+    output = job.output
+    for name, entry in man.items():  # done before (possibly under a de-collided name)?
+        done = output.parent / name
+        if (entry.get("source") == str(job.source) and entry.get("sha256") == digest
+                and entry.get("settings") == settings and done.exists()):
+            return Outcome(job.source, done, "skipped", faces=int(entry.get("faces", 0)), message="done before")
+    if output.exists():
+        k = 2
+        stem = output.stem
+        while output.exists():  # a file we did not write (or other settings): never overwrite
+            output = output.with_name(f"{stem}-{k}{output.suffix}")
+            k += 1
+        log.warning("%s exists and was not written by this run's settings: writing %s", job.output, output.name)
+    try:
+        result = protect_file(job.source)
+    except NullswapError as e:
+        return Outcome(job.source, None, "failed", message=str(e))
+    except (OSError, ValueError, RuntimeError) as e:  # unexpected: still never stop the batch
+        log.exception("failed on %s", job.source)
+        return Outcome(job.source, None, "failed", message=f"{type(e).__name__}: {e}")
+    if not result.faces:
+        return Outcome(job.source, None, "no-face", message="no face found: nothing to protect, no output written",
+                       report=result.report)
+    try:
+        written = result.save(output, strip_gps=strip_gps)
+    except (ImageWriteError, InputError, OSError) as e:
+        return Outcome(job.source, None, "failed", faces=len(result.faces), message=f"cannot write: {e}")
+    if report and result.report is not None:
+        try:
+            written.with_name(written.stem + ".report.json").write_text(json.dumps(result.report, indent=1))
+        except OSError as e:
+            log.warning("could not write the report for %s: %s", written, e)
+    return Outcome(job.source, written, "protected", faces=len(result.faces), report=result.report,
+                   extra={"sha256": digest})
+
+
+__all__ = ["MANIFEST", "Job", "Outcome", "expand_inputs", "plan_outputs", "run_batch", "sha256_of"]

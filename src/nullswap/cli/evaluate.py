@@ -1,0 +1,114 @@
+"""``nullswap evaluate``: the papers' protocols for one or more protectors; results.json, tables, figures."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+console = Console(stderr=True)
+
+
+def _build(spec: str, strength: str, device: str, attack_recognizers: list[str] | None, template: str | None):
+    from nullswap.protectors import create_protector
+
+    path = Path(spec)
+    if path.exists():  # a checkpoint folder: NullSwap (or a recipe's export)
+        return f"nullswap[{path.name}]", create_protector("nullswap", checkpoint=str(path), strength=strength,
+                                                         device=device)
+    kwargs = {"strength": strength, "device": device}
+    if attack_recognizers and spec in ("pgd", "fgsm"):
+        kwargs["recognizers"] = attack_recognizers
+    if template and spec in ("pgd", "fgsm"):
+        kwargs["template"] = template
+    if spec in ("clean", "identity"):
+        kwargs = {}
+    return spec, create_protector(spec, **kwargs)
+
+
+def evaluate(
+    protector: Annotated[str, typer.Option(help="Protector name(s) or checkpoint folder(s), comma-separated; "
+                                                "e.g. clean,pgd,runs/x/export.")],
+    data: Annotated[Path, typer.Option(help="Dataset root (identity folders: LFW, CelebA crops).")],
+    recognizers: Annotated[str, typer.Option(help="Comma-separated recognizers to measure.")] =
+    "dlib-resnet29,mobilefacenet-casia,faceapi-resnet29,faceplugin-512,human-mobilefacenet,human-mobileface,"
+    "human-faceres",
+    protocol: Annotated[str, typer.Option(help="identification | quality | robustness | swap (comma-separated).")]
+    = "quality,identification",
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("eval-out"),
+    layout: Annotated[str, typer.Option(help="identity-folders | celeba-hq | plain.")] = "identity-folders",
+    max_identities: Annotated[int | None, typer.Option(help="Use the first N identities.")] = None,
+    max_probes: Annotated[int | None, typer.Option(help="Protect at most N images (spread over identities).")]
+    = None,
+    split: Annotated[str | None, typer.Option(help="Only this part (train|val|test) of the identity-disjoint "
+                                                   "training split: held-out identities.")] = None,
+    split_seed: Annotated[int, typer.Option(help="Seed of that split (the training config's data.split_seed).")]
+    = 0,
+    template: Annotated[str | None, typer.Option(help="Crop template (default: the protectors' own, e.g. "
+                                                      "protector-128 for 128-px models).")] = None,
+    strength: Annotated[str, typer.Option(help="low | mid | high.")] = "mid",
+    attack_recognizers: Annotated[str | None, typer.Option(help="Recognizers pgd/fgsm attack (default: theirs).")]
+    = None,
+    perturbations: Annotated[str | None, typer.Option(help="Robustness perturbations (default: all), NAME for its 5 "
+                                                           "levels or NAME@VALUE, e.g. jpeg@75.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Crops per protector call.")] = 8,
+    seed: Annotated[int, typer.Option(help="Seed for stochastic protectors and perturbations.")] = 0,
+    device: Annotated[str, typer.Option(help="cpu | cuda.")] = "cpu",
+    swapper: Annotated[str, typer.Option(help="Face-swap model of the swap protocol (Table 3).")]
+    = "swapper-celeba",
+) -> None:
+    """Evaluate protectors (quality, identification top-1/top-5, robustness grid) and write tables and figures."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from nullswap.errors import NullswapError
+    from nullswap.evaluation import evaluate as run_eval
+    from nullswap.evaluation import load_eval_set
+    from nullswap.evaluation.figures import comparison_grid, robustness_curves
+    from nullswap.evaluation.results import render_tables
+
+    t0 = time.perf_counter()
+    try:
+        attack = [r.strip() for r in attack_recognizers.split(",")] if attack_recognizers else None
+        specs = [s.strip() for s in protector.split(",") if s.strip()]
+        if template is None:  # the trained models' own template, else the default crop
+            trained = [_build(s, strength, device, attack, None)[1] for s in specs if Path(s).exists()]
+            template = trained[0].template if trained else "protector-256"
+        prots = dict(_build(s, strength, device, attack, template) for s in specs)
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=console) as bar:
+            task = bar.add_task("aligning faces", total=None)
+            es = load_eval_set(data, layout, max_identities=max_identities, max_probes=max_probes,
+                               template=template, split=split, split_seed=split_seed,
+                               progress=lambda d, t: bar.update(task, completed=d, total=t))
+
+            def prog(name: str, done: int, total: int) -> None:
+                bar.update(task, description=f"protecting ({name})", completed=done, total=total)
+
+            rs, kept = run_eval(prots, es, [r.strip() for r in recognizers.split(",")],
+                                [p.strip() for p in protocol.split(",")],
+                                perturbations=[p.strip() for p in perturbations.split(",")] if perturbations else None,
+                                batch_size=batch_size, seed=seed, device=device, progress=prog,
+                                swapper=swapper)
+    except NullswapError as e:
+        console.print(f"[red]error[/red] {e}")
+        raise typer.Exit(2) from None
+    rs.meta.update({"command": "nullswap evaluate", "protectors": list(prots), "strength": strength,
+                    "seconds": round(time.perf_counter() - t0, 1)})
+    out.mkdir(parents=True, exist_ok=True)
+    rs.to_json(out / "results.json")
+    rs.to_csv(out / "results.csv")
+    tables = render_tables(rs)
+    md = [f"# Evaluation on {es.name}: {len(es.probes)} probes, gallery {len(es.faces)} images, "
+          f"{len(es.faces.identities)} identities", ""]
+    for name, t in tables.items():
+        md += [f"## {name}", "", t, ""]
+    (out / "tables.md").write_text("\n".join(md))
+    clean = es.faces.tensor(es.probes[:8])
+    comparison_grid(clean, kept, out / "comparison.png")
+    robustness_curves(rs, out / "robustness.png")
+    typer.echo("\n".join(md))
+    typer.echo(json.dumps({"out": str(out), "seconds": rs.meta["seconds"]}))

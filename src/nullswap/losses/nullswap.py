@@ -1,0 +1,194 @@
+"""The NullSwap total loss (nullswap.txt, Eq. 13) with DLW identity weighting (Eqs. 2-7)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from nullswap.errors import InputError
+from nullswap.losses.adversarial import generator_adversarial_loss
+from nullswap.losses.dlw import IdentityLossAggregator
+from nullswap.losses.identity import identity_losses
+from nullswap.losses.reconstruction import MSE_FORMS, mse_loss, perceptual_loss
+
+log = logging.getLogger(__name__)
+
+#: Eq. 13 coefficients of Sec. 4.1.
+DEFAULT_LAMBDAS: dict[str, float] = {"lambda_id": 0.08, "lambda_mse": 1.8, "lambda_lpips": 1.2, "lambda_d": 0.1}
+#: Sec. 4.1 DLW constants (``beta_max`` is ``beta*``).
+DEFAULT_DLW: dict[str, float] = {"alpha": 3.0, "beta_init": 0.5, "beta_max": 2.0, "gamma": 0.1, "k": 30,
+                                 "eps_d": 1e-6, "eps_w": 1e-6}
+
+
+def _unique(names: Sequence[str]) -> list[str]:
+    out: list[str] = []
+    for i, n in enumerate(names):
+        out.append(n if list(names).count(n) == 1 else f"{n}#{i}")
+    return out
+
+
+def _mean_across_ranks(values: list[float], device: torch.device) -> list[float]:
+    """Average loss values over DDP ranks (so every rank, and a resumed run, computes the same DLW weights)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return values
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return (t / dist.get_world_size()).tolist()
+
+
+def psnr_floor_penalty(clean: torch.Tensor, protected: torch.Tensor, floor_db: float) -> torch.Tensor:
+    """The PSNR-floor wall ``mean_i relu(MSE_i - 10^(-floor_db/10))`` over images ``i`` (values in [0,1]).
+
+    It is 0 when every image is above the floor. See :class:`NullSwapLoss` ``psnr_floor``.
+    """
+    mse = (protected.float() - clean.float()).flatten(1).pow(2).mean(1)
+    return torch.relu(mse - 10.0 ** (-float(floor_db) / 10.0)).mean()
+
+
+class NullSwapLoss:
+    """``L_total = lambda_id L_id + lambda_MSE L_MSE + lambda_LPIPS L_LPIPS + lambda_D L_D`` (Eq. 13).
+
+    Args:
+        recognizer_names: names of the ensemble's recognizers (``c`` = their count), used in the logs.
+        lambda_id, lambda_mse, lambda_lpips, lambda_d: Eq. 13 coefficients (defaults: Sec. 4.1).
+        strategy: identity-loss weighting, ``"dlw"`` (Eq. 2), ``"average"`` or ``"single"`` (Table 5).
+        index: recognizer of ``"single"``.
+        dlw: :class:`~nullswap.losses.dlw.DynamicLossWeighting` arguments (defaults: Sec. 4.1).
+        sync_ranks: average the identity-loss values across DDP ranks before DLW.
+        psnr_floor: optional quality floor in dB (not in the paper; ``None`` = the paper's Eq. 13 exactly). Adds
+            ``lambda_floor * mean_i relu(MSE_i - 10^(-floor/10))``: a steep wall on each image's squared error,
+            so the identity term can spend the perturbation budget up to the floor but not beyond. Choice, measured:
+            with Eq. 13's fixed lambdas the identity/MSE trade-off has no interior equilibrium on our models (the
+            cosine falls about 240x faster than the MSE rises, so ``lambda_mse`` below ~19 lets PSNR sink and above
+            it collapses the cloak); the floor gives one at the chosen PSNR.
+        lambda_floor: weight of that wall (well above ~19 so it holds).
+        mse_form: Eq. 8 as the squared error (``"mse"``, default) or the per-image L2 norm (``"l2"``); see
+            :func:`~nullswap.losses.reconstruction.mse_loss`.
+    """
+
+    def __init__(
+        self,
+        recognizer_names: Sequence[str],
+        lambda_id: float = 0.08,
+        lambda_mse: float = 1.8,
+        lambda_lpips: float = 1.2,
+        lambda_d: float = 0.1,
+        strategy: str = "dlw",
+        index: int = 0,
+        dlw: dict[str, Any] | None = None,
+        sync_ranks: bool = True,
+        mse_form: str = "mse",
+        psnr_floor: float | None = None,
+        lambda_floor: float = 200.0,
+    ) -> None:
+        names = list(recognizer_names)
+        if not names:
+            raise InputError("recognizer_names: expected at least one recognizer, got none")
+        for k, v in (("lambda_id", lambda_id), ("lambda_mse", lambda_mse), ("lambda_lpips", lambda_lpips),
+                     ("lambda_d", lambda_d)):
+            if isinstance(v, bool) or not isinstance(v, int | float) or v < 0:
+                raise InputError(f"{k}: expected a number >= 0, got {v!r}")
+        self.names = _unique(names)
+        self.lambda_id, self.lambda_mse = float(lambda_id), float(lambda_mse)
+        self.lambda_lpips, self.lambda_d = float(lambda_lpips), float(lambda_d)
+        self.sync_ranks = sync_ranks
+        if mse_form not in MSE_FORMS:
+            raise InputError(f"mse_form: expected one of {MSE_FORMS}, got {mse_form!r}")
+        self.mse_form = mse_form
+        if psnr_floor is not None and not (0 < float(psnr_floor) < 100):
+            raise InputError(f"psnr_floor: expected dB in (0, 100) or null, got {psnr_floor!r}")
+        self.psnr_floor = None if psnr_floor is None else float(psnr_floor)
+        self.lambda_floor = float(lambda_floor)
+        dlw_kw = {**DEFAULT_DLW, **(dlw or {})} if strategy == "dlw" else {}
+        self.aggregator = IdentityLossAggregator(len(names), strategy, index, **dlw_kw)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_config(cls, loss_cfg: dict[str, Any] | None, recognizer_names: Sequence[str]) -> NullSwapLoss:
+        """Build from a config's ``loss`` section (keys: the constructor's; unknown keys raise).
+
+        Raises:
+            InputError: unknown keys.
+        """
+        cfg = dict(loss_cfg or {})
+        known = {"lambda_id", "lambda_mse", "lambda_lpips", "lambda_d", "strategy", "index", "dlw", "sync_ranks",
+                 "mse_form", "psnr_floor", "lambda_floor"}
+        unknown = sorted(set(cfg) - known)
+        if unknown:
+            raise InputError(f"nullswap loss config: expected keys among {sorted(known)}, got unknown {unknown}")
+        return cls(recognizer_names, **cfg)
+
+    def __call__(
+        self,
+        clean: torch.Tensor,
+        protected: torch.Tensor,
+        *,
+        ensemble: nn.Module,
+        perceptual: nn.Module | None,
+        fake_logits: torch.Tensor | None,
+        epoch: float,
+        clean_emb: Sequence[torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """Eq. 13 for one batch (updates the DLW history once).
+
+        Args:
+            clean: ``I_s``.
+            protected: ``I'_s`` (differentiable).
+            ensemble: recognizer ensemble for Eq. 12.
+            perceptual: perceptual distance for Eq. 9 (may be ``None`` when ``lambda_lpips == 0``).
+            fake_logits: discriminator logits of ``I'_s`` for Eq. 11 (``None``: no adversarial term).
+            epoch: current epoch ``t_e`` (Eq. 5).
+            clean_emb: precomputed clean embeddings.
+
+        Returns:
+            ``(total, components)``: components are floats ``loss/total``, ``loss/id``, ``loss/mse``, ``loss/lpips``,
+            ``loss/adv``, and per recognizer ``id/<name>`` (Eq. 12 value) and ``dlw/<name>`` (its weight).
+        """
+        id_list = identity_losses(ensemble, clean, protected, clean_emb)
+        if len(id_list) != len(self.names):
+            raise InputError(f"identity losses: expected {len(self.names)} recognizers, got {len(id_list)}")
+        values = [float(v.detach()) for v in id_list]
+        if self.sync_ranks:
+            values = _mean_across_ranks(values, protected.device)
+        l_id, weights = self.aggregator(id_list, epoch, values)
+        l_mse = mse_loss(clean, protected, self.mse_form)
+        total = self.lambda_id * l_id + self.lambda_mse * l_mse
+        zero = torch.zeros((), device=protected.device)
+        l_floor = zero
+        if self.psnr_floor is not None:
+            l_floor = psnr_floor_penalty(clean, protected, self.psnr_floor)
+            total = total + self.lambda_floor * l_floor
+        l_lpips = zero
+        if self.lambda_lpips > 0:
+            if perceptual is None:
+                raise InputError("perceptual: expected a perceptual module when lambda_lpips > 0, got None")
+            l_lpips = perceptual_loss(perceptual, clean, protected)
+            total = total + self.lambda_lpips * l_lpips
+        l_adv = zero
+        if fake_logits is not None:
+            l_adv = generator_adversarial_loss(fake_logits)
+            if self.lambda_d > 0:
+                total = total + self.lambda_d * l_adv
+        comps = {"loss/total": float(total.detach()), "loss/id": float(l_id.detach()),
+                 "loss/mse": float(l_mse.detach()), "loss/lpips": float(l_lpips.detach()),
+                 "loss/adv": float(l_adv.detach()), "loss/floor": float(l_floor.detach())}
+        for name, v, w in zip(self.names, values, weights, strict=True):
+            comps[f"id/{name}"] = float(v)
+            comps[f"dlw/{name}"] = float(w)
+        return total, comps
+
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-serialisable state (the identity-loss aggregator's, i.e. DLW history)."""
+        return self.aggregator.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` output."""
+        self.aggregator.load_state_dict(state)
+
+
+__all__ = ["DEFAULT_DLW", "DEFAULT_LAMBDAS", "NullSwapLoss"]

@@ -1,0 +1,143 @@
+"""The :class:`Protector` interface every defense implements, and the protector registry.
+
+A protector takes aligned face crops (RGB float ``(B,3,H,W)`` in ``[0,1]``, aligned to :attr:`Protector.template`)
+and returns protected crops of the same shape in ``[0,1]``. The face pipeline (detect, align, paste back) is shared by
+all protectors, so a protector only ever sees crops.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from nullswap.checks import check_image_batch
+from nullswap.errors import InputError, UnknownModelError
+from nullswap.faces.templates import get_template
+
+log = logging.getLogger(__name__)
+
+
+class Protector(nn.Module):
+    """A face-crop protector: ``protect(crops) -> protected crops``.
+
+    Attributes:
+        name: registry name (``"nullswap"``, ``"pgd"``, ...).
+        template: alignment template of the crops it expects (``"protector-256"`` by default).
+    """
+
+    name: str = "protector"
+    template: str = "protector-256"
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """(height, width) of the crops."""
+        return get_template(self.template).size
+
+    def check_input(self, faces: torch.Tensor) -> torch.Tensor:
+        """Validate a crop batch: RGB float ``(B,3,H,W)`` in [0,1] of the template's size."""
+        check_image_batch(faces, f"{self.name} input")
+        if tuple(faces.shape[-2:]) != tuple(self.input_size):
+            raise InputError(
+                f"{self.name}: expected crops of size {tuple(self.input_size)} (template {self.template!r}), "
+                f"got {tuple(faces.shape[-2:])}"
+            )
+        return faces
+
+    def protect(self, faces: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Protected crops, same shape as ``faces``, in [0,1].
+
+        Args:
+            faces: aligned crops ``(B,3,H,W)`` in [0,1].
+            generator: random source for stochastic protectors (seeded runs are repeatable).
+        """
+        raise NotImplementedError
+
+    def forward(self, faces: torch.Tensor) -> torch.Tensor:
+        """Same as :meth:`protect` without a generator."""
+        return self.protect(faces)
+
+
+class IdentityProtector(Protector):
+    """The "no protection" reference row: returns the crops unchanged (named ``clean`` and ``identity``)."""
+
+    name = "clean"
+
+    def check_input(self, faces: torch.Tensor) -> torch.Tensor:
+        """Any crop size is accepted (the reference row works with every template)."""
+        check_image_batch(faces, f"{self.name} input")
+        return faces
+
+    def protect(self, faces: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
+        """The crops, unchanged (a copy)."""
+        return self.check_input(faces).clone()
+
+
+@dataclass(frozen=True)
+class _Entry:
+    name: str
+    factory: Callable[..., Protector]
+    description: str
+
+
+_REGISTRY: dict[str, _Entry] = {}
+
+
+def register_protector(
+    name: str, description: str = ""
+) -> Callable[[Callable[..., Protector]], Callable[..., Protector]]:
+    """Decorator registering a protector factory ``factory(**kwargs) -> Protector`` under ``name``."""
+
+    def deco(factory: Callable[..., Protector]) -> Callable[..., Protector]:
+        _REGISTRY[name] = _Entry(name, factory, description)
+        return factory
+
+    return deco
+
+
+def _ensure_loaded() -> None:
+    import nullswap.protectors.zoo  # noqa: F401  (registers the built-in protectors)
+
+
+def list_protectors() -> list[str]:
+    """Names of all registered protectors."""
+    _ensure_loaded()
+    return sorted(_REGISTRY)
+
+
+def protector_description(name: str) -> str:
+    """One-line description of a registered protector."""
+    _ensure_loaded()
+    if name not in _REGISTRY:
+        raise UnknownModelError("protector", name, list(_REGISTRY))
+    return _REGISTRY[name].description
+
+
+def create_protector(name: str, **kwargs: object) -> Protector:
+    """Build a registered protector by name.
+
+    Raises:
+        UnknownModelError: for an unknown name, listing the known ones.
+    """
+    _ensure_loaded()
+    try:
+        entry = _REGISTRY[name]
+    except KeyError:
+        raise UnknownModelError("protector", name, list(_REGISTRY)) from None
+    return entry.factory(**kwargs)
+
+
+register_protector("clean", "no protection (reference row)")(lambda **_: IdentityProtector())
+register_protector("identity", "no protection (alias of clean)")(lambda **_: IdentityProtector())
+
+__all__ = [
+    "IdentityProtector",
+    "Protector",
+    "create_protector",
+    "list_protectors",
+    "protector_description",
+    "register_protector",
+]

@@ -1,0 +1,224 @@
+"""The NullSwap training recipe (nullswap.txt, Sec. 3 and 4.1) for the generic Fabric trainer.
+
+One training iteration: the generator produces ``I'_s``, the total loss of Eq. 13 (DLW identity loss over the
+recognizer ensemble, MSE, perceptual and the adversarial term of Eq. 11) updates the generator, then the discriminator
+is updated with Eq. 10 on ``I_s`` vs the detached ``I'_s``.
+
+The recognizer ensemble and the perceptual network are frozen helpers. Choice: they are registered submodules (so
+``recipe.to(device)`` moves them) but :meth:`NullSwapRecipe.state_dict` / :meth:`NullSwapRecipe.load_state_dict` only
+cover ``generator.*`` and ``discriminator.*``, and :meth:`NullSwapRecipe.optimizer_groups` never lists their
+parameters.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.modules.module import _IncompatibleKeys
+
+from nullswap.errors import InputError
+from nullswap.losses.adversarial import discriminator_loss
+from nullswap.losses.nullswap import NullSwapLoss
+from nullswap.protectors.base import Protector
+from nullswap.protectors.nullswap import (
+    NullSwapConfig,
+    NullSwapDiscriminator,
+    NullSwapGenerator,
+    NullSwapProtector,
+    count_parameters,
+    save_nullswap,
+)
+from nullswap.recognizers.ensemble import RecognizerEnsemble
+
+log = logging.getLogger(__name__)
+
+_TRAINABLE = ("generator", "discriminator")
+
+
+class NullSwapRecipe(nn.Module):
+    """NullSwap generator + discriminator with the Eq. 13 loss.
+
+    Args:
+        model_cfg: :class:`NullSwapConfig` fields.
+        loss_cfg: :class:`~nullswap.losses.nullswap.NullSwapLoss` arguments (``lambda_*``, ``strategy``, ``index``,
+            ``dlw``). With ``lambda_d == 0`` no discriminator is built (``discriminator is None``).
+        ensemble: frozen recognizer ensemble fed with the generator's crops.
+        perceptual: frozen perceptual distance ``(x, y) -> (B,)`` on [0,1] images (Eq. 9).
+    """
+
+    def __init__(
+        self,
+        model_cfg: dict[str, Any],
+        loss_cfg: dict[str, Any],
+        ensemble: RecognizerEnsemble,
+        perceptual: nn.Module,
+    ) -> None:
+        super().__init__()
+        self.config = NullSwapConfig.from_dict(model_cfg)
+        self.loss_cfg = dict(loss_cfg or {})
+        self.criterion = NullSwapLoss.from_config(self.loss_cfg, list(ensemble.names))
+        self.generator: nn.Module = NullSwapGenerator(self.config)
+        self.discriminator: nn.Module | None = (
+            NullSwapDiscriminator(self.config) if self.criterion.lambda_d > 0 else None
+        )
+        self.ensemble = ensemble
+        self.perceptual = perceptual
+        for helper in (ensemble, perceptual):
+            helper.eval()
+            for p in helper.parameters():
+                p.requires_grad_(False)
+        log.info(
+            "NullSwap recipe: generator %d params, discriminator %d params, recognizers %s, perceptual %s",
+            count_parameters(self.generator),
+            count_parameters(self.discriminator) if self.discriminator is not None else 0,
+            list(ensemble.names),
+            getattr(perceptual, "name", type(perceptual).__name__),
+        )
+
+    @classmethod
+    def from_config(cls, cfg: dict[str, Any], weights_dir: str | None = None) -> NullSwapRecipe:
+        """Build from a training config: ``model``, ``loss``, ``recognizers`` (names), ``perceptual`` (name).
+
+        The ensemble's source template is ``cfg["data"]["template"]`` when given, else ``protector-<image_size>``.
+
+        Raises:
+            InputError: no recognizers, or a data template whose size is not ``model.image_size``.
+        """
+        from nullswap.perceptual import create_perceptual
+
+        model_cfg = dict(cfg.get("model") or {})
+        size = NullSwapConfig.from_dict(model_cfg).image_size
+        names = list(cfg.get("recognizers") or [])
+        if not names:
+            raise InputError("recognizers: expected at least one recognizer name, got none")
+        template = (cfg.get("data") or {}).get("template") or ("protector-128" if size == 128 else "protector-256")
+        from nullswap.faces.templates import get_template
+
+        if tuple(get_template(template).size) != (size, size):
+            raise InputError(
+                f"data.template: expected a {size}x{size} template to match model.image_size={size}, "
+                f"got {template!r} of size {tuple(get_template(template).size)}"
+            )
+        ensemble = RecognizerEnsemble(names, source_template=template, weights_dir=weights_dir)
+        perceptual = create_perceptual(cfg.get("perceptual", "auto"))
+        return cls(model_cfg, dict(cfg.get("loss") or {}), ensemble, perceptual)
+
+    # --- modes and state --------------------------------------------------------------------------------------
+
+    def train(self, mode: bool = True) -> NullSwapRecipe:
+        """Train/eval mode for the trainable networks; the frozen helpers always stay in eval mode."""
+        super().train(mode)
+        self.ensemble.eval()
+        self.perceptual.eval()
+        return self
+
+    def state_dict(self, *args: Any, destination: Any = None, prefix: str = "", keep_vars: bool = False) -> Any:
+        """State of ``generator`` and ``discriminator`` only (the frozen helpers are rebuilt from their weights)."""
+        out = OrderedDict() if destination is None else destination
+        for name in _TRAINABLE:
+            mod = getattr(self, name)
+            if mod is not None:
+                mod.state_dict(destination=out, prefix=f"{prefix}{name}.", keep_vars=keep_vars)
+        return out
+
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False) -> Any:
+        """Load a :meth:`state_dict` (``generator.*`` / ``discriminator.*`` keys).
+
+        Raises:
+            RuntimeError: with ``strict``, missing or unexpected keys (as :meth:`torch.nn.Module.load_state_dict`).
+        """
+        missing: list[str] = []
+        unexpected = [k for k in state_dict if k.split(".", 1)[0] not in _TRAINABLE
+                      or getattr(self, k.split(".", 1)[0]) is None]
+        for name in _TRAINABLE:
+            mod = getattr(self, name)
+            if mod is None:
+                continue
+            sub = {k[len(name) + 1 :]: v for k, v in state_dict.items() if k.startswith(name + ".")}
+            res = mod.load_state_dict(sub, strict=False, assign=assign)
+            missing += [f"{name}.{k}" for k in res.missing_keys]
+            unexpected += [f"{name}.{k}" for k in res.unexpected_keys]
+        if strict and (missing or unexpected):
+            raise RuntimeError(f"NullSwapRecipe.load_state_dict: missing keys {missing}, unexpected keys {unexpected}")
+        return _IncompatibleKeys(missing, unexpected)
+
+    def optimizer_groups(self) -> dict[str, list[nn.Parameter]]:
+        """Trainable parameters: ``{"generator": [...], "discriminator": [...]}`` (empty list without one)."""
+        gen = [p for p in self.generator.parameters() if p.requires_grad]
+        disc = [p for p in self.discriminator.parameters() if p.requires_grad] if self.discriminator is not None else []
+        return {"generator": gen, "discriminator": disc}
+
+    def extra_state(self) -> dict[str, Any]:
+        """JSON-serialisable non-tensor state: the DLW history (exact resume)."""
+        return {"dlw": self.criterion.state_dict()}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`extra_state` output (a missing ``dlw`` entry leaves a fresh history)."""
+        if state and "dlw" in state:
+            self.criterion.load_state_dict(state["dlw"])
+
+    # --- steps ------------------------------------------------------------------------------------------------
+
+    def generator_step(self, images: torch.Tensor, epoch: int) -> tuple[torch.Tensor, dict[str, float], torch.Tensor]:
+        """Generator loss (Eq. 13) on a batch of clean crops ``I_s``.
+
+        Args:
+            images: ``(B,3,H,W)`` crops in [0,1] aligned to the ensemble's source template.
+            epoch: 0-based epoch ``t_e`` (drives Eq. 5).
+
+        Returns:
+            ``(loss, logs, protected)``; ``protected`` is ``I'_s`` (still attached to the graph).
+        """
+        protected = self.generator(images)
+        fake_logits = self.discriminator(protected) if self.discriminator is not None else None
+        loss, logs = self.criterion(
+            images, protected, ensemble=self.ensemble, perceptual=self.perceptual, fake_logits=fake_logits,
+            epoch=epoch,
+        )
+        return loss, logs, protected
+
+    def discriminator_step(
+        self, images: torch.Tensor, protected: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """Discriminator loss (Eq. 10, standard GAN form) on clean ``I_s`` vs detached ``I'_s``.
+
+        Raises:
+            InputError: the recipe has no discriminator (``lambda_d == 0``).
+        """
+        if self.discriminator is None:
+            raise InputError("discriminator_step: expected a recipe with a discriminator (lambda_d > 0), got none")
+        real = self.discriminator(images)
+        fake = self.discriminator(protected.detach())
+        loss = discriminator_loss(real, fake)
+        logs = {"loss/dis": float(loss.detach()), "dis/real_prob": float(torch.sigmoid(real.detach().float()).mean()),
+                "dis/fake_prob": float(torch.sigmoid(fake.detach().float()).mean())}
+        return loss, logs
+
+    # --- use ----------------------------------------------------------------------------------------------------
+
+    def protector(self, strength: str | float = "mid") -> Protector:
+        """A :class:`NullSwapProtector` sharing ``self.generator`` (its train/eval mode is left to the caller).
+
+        It applies the training loss's ``psnr_floor`` as its inference guard, as the exported model will.
+        """
+        floor = self.loss_cfg.get("psnr_floor")
+        return NullSwapProtector(self.generator, self.config, strength=strength,
+                                 psnr_floor=None if floor is None else float(floor))
+
+    def export(self, out_dir: str, meta: dict[str, Any]) -> None:
+        """Write the generator checkpoint (``model.safetensors`` + ``config.json``) with :func:`save_nullswap`."""
+        extra = {
+            **dict(meta or {}),
+            "recognizers": list(self.ensemble.names),
+            "perceptual": getattr(self.perceptual, "name", type(self.perceptual).__name__),
+            "loss": self.loss_cfg,
+        }
+        save_nullswap(out_dir, self.generator, self.config, extra)
+
+
+__all__ = ["NullSwapRecipe"]

@@ -1,0 +1,320 @@
+"""The one training loop, on Lightning Fabric: CPU, one GPU, multi-GPU DDP and multi-node from the same code.
+
+Protectors plug in as *recipes* (:mod:`nullswap.recipes`): a module that owns the trainable networks and knows its
+losses. The loop here owns everything else: devices and precision (bf16 autocast on CUDA), the alternating
+generator/discriminator updates with their own optimisers and learning rates, gradient accumulation, a
+resumable-exactly sampler, safetensors checkpoints, rank-0 CSV/TensorBoard logging and held-out evaluation.
+
+Launch on several GPUs or nodes with the same command under ``fabric run`` or ``torchrun``, e.g.::
+
+    torchrun --nproc-per-node 8 -m nullswap.cli.main train --config configs/nullswap.yaml \
+        --set train.devices=8 train.strategy=ddp
+    fabric run --devices 8 --num-nodes 2 --strategy ddp src/nullswap/train/launch.py -- --config configs/nullswap.yaml
+
+Nothing distributed happens at import time; Fabric is created in :meth:`Trainer.__init__`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Sampler
+
+from nullswap.datasets.faces import AlignedFaces, identity_disjoint_split, limit_records, scan_faces
+from nullswap.errors import InputError
+from nullswap.train.checkpoint import load_training_state, save_training_state
+from nullswap.train.config import dump_config
+
+log = logging.getLogger(__name__)
+
+
+class ResumableSampler(Sampler[int]):
+    """Shuffles with ``seed + epoch``, shards across ranks, and can start part-way through an epoch (exact resume).
+
+    Every rank sees ``floor(len / world)`` indices (the tail is dropped so ranks stay in step).
+    """
+
+    def __init__(self, n: int, seed: int, rank: int = 0, world: int = 1) -> None:
+        self.n, self.seed, self.rank, self.world = n, seed, rank, world
+        self.epoch = 0
+        self.start = 0
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        """Select the epoch's permutation and the first index (in this rank's shard) to yield."""
+        self.epoch, self.start = epoch, start
+
+    def __len__(self) -> int:
+        return self.n // self.world - self.start
+
+    def __iter__(self) -> Iterator[int]:
+        g = torch.Generator().manual_seed(self.seed + self.epoch)
+        perm = torch.randperm(self.n, generator=g)[: (self.n // self.world) * self.world]
+        shard = perm[self.rank :: self.world].tolist()
+        return iter(shard[self.start :])
+
+
+@dataclass
+class FitResult:
+    """What :meth:`Trainer.fit` measured."""
+
+    step: int
+    epoch: int
+    out: Path
+    last_logs: dict[str, float]
+    eval_history: list[dict[str, float]]
+    seconds: float
+
+
+def build_recipe(cfg: dict[str, Any]):
+    """The recipe object named by ``cfg["recipe"]``."""
+    name = cfg.get("recipe", "nullswap")
+    from nullswap.recipes import create_recipe
+
+    return create_recipe(name, cfg)
+
+
+def build_datasets(cfg: dict[str, Any], progress: Callable[[int, int], None] | None = None) -> dict[str, AlignedFaces]:
+    """Train / val / test aligned-crop datasets from ``cfg["data"]`` (identity-disjoint unless an official split)."""
+    d = cfg["data"]
+    records = scan_faces(
+        d["root"],
+        d.get("layout", "identity-folders"),
+        identity_file=d.get("identity_file"),
+        mapping_file=d.get("mapping_file"),
+        celeba_identity_file=d.get("celeba_identity_file"),
+        partition_file=d.get("partition_file"),
+    )
+    records = limit_records(records, d.get("max_identities"), d.get("max_per_identity"))
+    parts = identity_disjoint_split(records, d.get("split", (0.8, 0.1, 0.1)), seed=d.get("split_seed", 0))
+    out: dict[str, AlignedFaces] = {}
+    for name in ("train", "val", "test"):
+        if parts.get(name):
+            out[name] = AlignedFaces(parts[name], template=d.get("template", "protector-256"),
+                                     detector=d.get("detector", "mtcnn"), progress=progress)
+    if "train" not in out or len(out["train"]) == 0:
+        raise InputError(f"dataset {d['root']!r}: expected training images with faces, got none")
+    return out
+
+
+class Trainer:
+    """Fabric trainer for a recipe.
+
+    Args:
+        cfg: resolved config (see :mod:`nullswap.train.config`).
+        out: run folder (checkpoints ``ckpt/last``, logs, ``export/``); defaults to ``cfg["out"]``.
+        progress: ``progress(step, total_steps, logs)`` called on rank 0 after every optimiser step.
+        loggers: build CSV + TensorBoard loggers (rank 0 writes).
+    """
+
+    def __init__(
+        self,
+        cfg: dict[str, Any],
+        out: str | Path | None = None,
+        progress: Callable[[int, int, dict[str, float]], None] | None = None,
+        loggers: bool = True,
+    ) -> None:
+        from lightning_fabric import Fabric
+
+        self.cfg = cfg
+        self.out = Path(out or cfg.get("out", "runs/nullswap"))
+        self.progress = progress
+        t = cfg["train"]
+        accelerator = t.get("accelerator", "auto")
+        precision = t.get("precision", "auto")
+        if precision == "auto":
+            cuda = torch.cuda.is_available() and accelerator in ("auto", "cuda", "gpu")
+            precision = "bf16-mixed" if cuda else "32-true"
+        log_objs = []
+        if loggers:
+            from lightning_fabric.loggers import CSVLogger, TensorBoardLogger
+
+            log_objs = [
+                CSVLogger(str(self.out), name="logs", version=""),
+                TensorBoardLogger(str(self.out), name="tensorboard", version=""),
+            ]
+        self.fabric = Fabric(
+            accelerator=accelerator,
+            devices=t.get("devices", "auto"),
+            num_nodes=int(t.get("num_nodes", 1)),
+            strategy=t.get("strategy", "auto"),
+            precision=precision,
+            loggers=log_objs,
+        )
+        self.precision = precision
+
+    def fit(self, resume: bool = False, datasets: dict[str, AlignedFaces] | None = None) -> FitResult:
+        """Train until ``train.max_steps`` or ``train.epochs``; resume from ``out/ckpt/last`` when asked."""
+        fabric, cfg, t = self.fabric, self.cfg, self.cfg["train"]
+        fabric.launch()
+        if t.get("threads"):
+            torch.set_num_threads(int(t["threads"]))
+        fabric.seed_everything(int(cfg.get("seed", 0)) + fabric.global_rank)
+        if fabric.is_global_zero:
+            self.out.mkdir(parents=True, exist_ok=True)
+            dump_config(cfg, self.out / "config.yaml")
+        data = datasets if datasets is not None else build_datasets(cfg)
+        train_set = data["train"]
+        eval_set = data.get("val") or data.get("test")
+
+        recipe = build_recipe(cfg)
+        recipe.to(fabric.device)
+        groups = recipe.optimizer_groups()
+        optim_cfg = cfg["optim"]
+        raw_models = {"generator": recipe.generator}
+        opt_g = torch.optim.Adam(groups["generator"], **_adam_kwargs(optim_cfg["generator"]))
+        optimizers = {"generator": opt_g}
+        gen, opt_g = fabric.setup(recipe.generator, opt_g)
+        recipe.generator = gen
+        opt_d = None
+        if recipe.discriminator is not None and groups.get("discriminator"):
+            raw_models["discriminator"] = recipe.discriminator
+            opt_d = torch.optim.Adam(groups["discriminator"], **_adam_kwargs(optim_cfg["discriminator"]))
+            optimizers["discriminator"] = opt_d
+            disc, opt_d = fabric.setup(recipe.discriminator, opt_d)
+            recipe.discriminator = disc
+
+        bs = int(t["batch_size"])
+        sampler = ResumableSampler(len(train_set), int(cfg.get("seed", 0)), fabric.global_rank, fabric.world_size)
+        loader = DataLoader(train_set, batch_size=bs, sampler=sampler, drop_last=True,
+                            num_workers=int(cfg["data"].get("num_workers", 0)))
+        loader = fabric.setup_dataloaders(loader, use_distributed_sampler=False)
+        accum = max(1, int(t.get("accumulate", 1)))
+        batches_per_epoch = (len(train_set) // fabric.world_size) // bs
+        if batches_per_epoch == 0:
+            raise InputError(
+                f"training set: expected at least batch_size={bs} faces per rank, got {len(train_set)} in all"
+            )
+        steps_per_epoch = max(1, batches_per_epoch // accum)
+        max_steps = t.get("max_steps") or steps_per_epoch * int(t["epochs"])
+
+        step, epoch, batch_in_epoch = 0, 0, 0
+        ckpt_dir = self.out / "ckpt" / "last"
+        if resume:
+            if not ckpt_dir.is_dir():
+                raise InputError(f"resume: expected a checkpoint at {str(ckpt_dir)!r}, found none")
+            state = load_training_state(ckpt_dir, raw_models, optimizers)
+            step = int(state["counters"]["step"])
+            epoch = int(state["counters"]["epoch"])
+            batch_in_epoch = int(state["counters"]["batch_in_epoch"])
+            recipe.load_extra_state(state["extra"])
+            log.info("resumed from %s at step %d (epoch %d, batch %d)", ckpt_dir, step, epoch, batch_in_epoch)
+
+        eval_faces = None
+        if eval_set is not None and len(eval_set):
+            n_eval = min(int(t.get("eval_images", 64)), len(eval_set))
+            eval_faces = eval_set.tensor(torch.linspace(0, len(eval_set) - 1, n_eval).long().tolist())
+
+        logs: dict[str, float] = {}
+        history: list[dict[str, float]] = []
+        t0 = time.perf_counter()
+        log_every = max(1, int(t.get("log_every", 10)))
+        ckpt_every = int(t.get("checkpoint_every") or 0)
+        eval_every = int(t.get("eval_every") or 0)
+        done = step >= max_steps
+        while not done:
+            sampler.set_epoch(epoch, start=batch_in_epoch * bs)
+            micro = 0
+            opt_g.zero_grad(set_to_none=True)  # an epoch's incomplete accumulation never leaks into the next
+            for images, _labels in loader:
+                images = images.to(fabric.device)
+                last_micro = (micro + 1) % accum == 0
+                with fabric.no_backward_sync(recipe.generator, enabled=not last_micro):
+                    with fabric.autocast():
+                        loss_g, logs_g, protected = recipe.generator_step(images, epoch)
+                    fabric.backward(loss_g / accum)
+                logs_d: dict[str, float] = {}
+                if opt_d is not None:
+                    opt_d.zero_grad(set_to_none=True)  # drop the generator step's gradients on D
+                    with fabric.no_backward_sync(recipe.discriminator, enabled=not last_micro):
+                        with fabric.autocast():
+                            loss_d, logs_d = recipe.discriminator_step(images, protected.detach())
+                        fabric.backward(loss_d / accum)
+                micro += 1
+                batch_in_epoch += 1
+                if not last_micro:
+                    continue
+                opt_g.step()
+                opt_g.zero_grad(set_to_none=True)
+                if opt_d is not None:
+                    opt_d.step()
+                    opt_d.zero_grad(set_to_none=True)
+                step += 1
+                logs = {**logs_g, **logs_d, "epoch": float(epoch)}
+                if step % log_every == 0 or step == 1:
+                    fabric.log_dict(logs, step=step)
+                if eval_faces is not None and eval_every and step % eval_every == 0:
+                    history.append(self._evaluate(recipe, eval_faces, step))
+                if ckpt_every and step % ckpt_every == 0:
+                    self._checkpoint(ckpt_dir, raw_models, optimizers, recipe, step, epoch, batch_in_epoch)
+                if self.progress is not None and fabric.is_global_zero:
+                    self.progress(step, max_steps, logs)
+                if step >= max_steps:
+                    done = True
+                    break
+            else:
+                epoch += 1
+                batch_in_epoch = 0
+        if eval_faces is not None and (not history or history[-1]["step"] != step):
+            history.append(self._evaluate(recipe, eval_faces, step))
+        self._checkpoint(ckpt_dir, raw_models, optimizers, recipe, step, epoch, batch_in_epoch)
+        if fabric.is_global_zero:
+            recipe.export(str(self.out / "export"), {"step": step, "epoch": epoch, "config": cfg,
+                                                      "precision": self.precision})
+        for lg in fabric.loggers:
+            lg.finalize("success")
+        return FitResult(step, epoch, self.out, logs, history, time.perf_counter() - t0)
+
+    def _checkpoint(self, folder, models, optimizers, recipe, step, epoch, batch_in_epoch) -> None:
+        self.fabric.barrier()
+        if self.fabric.is_global_zero:
+            counters = {"step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch}
+            save_training_state(folder, models, optimizers, counters, recipe.extra_state(), self.cfg)
+            log.info("checkpoint at step %d -> %s", step, folder)
+        self.fabric.barrier()
+
+    @torch.no_grad()
+    def _evaluate(self, recipe, faces: torch.Tensor, step: int) -> dict[str, float]:
+        """Held-out identities: mean cosine(clean, protected) per training recognizer, and PSNR (dB)."""
+        from nullswap.metrics.quality import psnr
+
+        gen = recipe.generator
+        was_training = gen.training
+        gen.eval()
+        prot = recipe.protector()
+        g = torch.Generator(device=self.fabric.device).manual_seed(1234)
+        cos: dict[str, list[torch.Tensor]] = {}
+        ps: list[torch.Tensor] = []
+        for i in range(0, faces.shape[0], 16):
+            x = faces[i : i + 16].to(self.fabric.device)
+            y = prot.protect(x, generator=g).float()
+            ps.append(psnr(y, x).cpu())
+            for name, a, b in zip(recipe.ensemble.names, recipe.ensemble(x), recipe.ensemble(y), strict=True):
+                cos.setdefault(name, []).append((a * b).sum(1).cpu())
+        gen.train(was_training)
+        out = {"step": float(step), "val/psnr": float(torch.cat(ps).mean())}
+        for name, v in cos.items():
+            out[f"val/cos/{name}"] = float(torch.cat(v).mean())
+        out["val/cos/mean"] = float(sum(out[f"val/cos/{n}"] for n in cos) / max(len(cos), 1))
+        self.fabric.log_dict({k: v for k, v in out.items() if k != "step"}, step=step)
+        log.info("eval step %d: %s", step, {k: round(v, 4) for k, v in out.items()})
+        return out
+
+
+def _adam_kwargs(c: dict[str, Any]) -> dict[str, Any]:
+    return {"lr": float(c.get("lr", 1e-4)), "betas": tuple(c.get("betas", (0.9, 0.999))),
+            "weight_decay": float(c.get("weight_decay", 0.0))}
+
+
+def steps_for(n_images: int, batch_size: int, epochs: int) -> int:
+    """Optimiser steps of ``epochs`` epochs over ``n_images`` (drop-last batches)."""
+    return max(1, math.floor(n_images / batch_size)) * epochs
+
+
+__all__ = ["FitResult", "ResumableSampler", "Trainer", "build_datasets", "build_recipe", "steps_for"]

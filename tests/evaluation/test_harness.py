@@ -1,0 +1,91 @@
+"""The evaluation harness: results records, table rendering, and a small end-to-end run on LFW."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from nullswap.cli.main import app
+from nullswap.evaluation.results import ResultSet, render_tables
+
+
+def test_results_round_trip_and_tables(tmp_path):
+    rs = ResultSet(meta={"data": "x"})
+    for p, t1 in (("clean", 0.9), ("pgd", 0.2)):
+        rs.add(protocol="identification", protector=p, recognizer="r1", metric="top1", value=t1, n=10)
+        rs.add(protocol="identification", protector=p, recognizer="r1", metric="top5", value=t1 + 0.05, n=10)
+        rs.add(protocol="quality", protector=p, metric="psnr", value=40.0, n=10)
+        rs.add(protocol="robustness", protector=p, recognizer="r1", perturbation="jpeg", level="90", metric="top1",
+               value=t1, n=10)
+    rs.to_json(tmp_path / "r.json")
+    back = ResultSet.from_json(tmp_path / "r.json")
+    assert back.records == rs.records and back.meta == {"data": "x"}
+    t = render_tables(back)
+    assert "| pgd | 0.250 / 0.200 | 0.250 / 0.200 |" in t["identification"]
+    assert "| clean | 40.0000 |" in t["quality"]
+    assert "| jpeg | 90 | 0.900 | 0.200 |" in t["robustness"]
+    rs.to_csv(tmp_path / "r.csv")
+    assert (tmp_path / "r.csv").read_text().count("\n") == 9
+
+
+@pytest.mark.shared
+def test_evaluate_cli_small_lfw(shared, tmp_path):
+    r = CliRunner().invoke(app, [
+        "evaluate", "--protector", "clean,fgsm", "--data", str(shared / "data" / "lfw"), "--max-identities", "8",
+        "--max-probes", "6", "--recognizers", "mobilefacenet-casia,faceplugin-512", "--attack-recognizers",
+        "mobilefacenet-casia", "--protocol", "quality,identification,robustness", "--perturbations", "jpeg",
+        "--out", str(tmp_path / "ev")])
+    assert r.exit_code == 0, r.output
+    res = json.loads((tmp_path / "ev" / "results.json").read_text())
+    recs = res["records"]
+    top1 = {(x["protector"], x["recognizer"]): x["value"] for x in recs
+            if x["protocol"] == "identification" and x["metric"] == "top1"}
+    assert top1[("clean", "mobilefacenet-casia")] >= 0.8
+    cos = {(x["protector"], x["recognizer"]): x["value"] for x in recs
+           if x["protocol"] == "identification" and x["metric"] == "cosine"}
+    assert cos[("clean", "mobilefacenet-casia")] == pytest.approx(1.0, abs=1e-5)
+    assert cos[("fgsm", "mobilefacenet-casia")] < 0.9
+    assert res["meta"]["perceptual"] in ("stlpips-alex", "lpips-alex")
+    assert sum(x["protocol"] == "robustness" for x in recs) == 2 * 2 * 5 * 4  # protectors x recs x levels x metrics
+    for f in ("tables.md", "results.csv", "comparison.png", "robustness.png"):
+        assert (tmp_path / "ev" / f).is_file()
+
+
+def test_swap_targets_pair_other_identities():
+    import torch
+
+    from nullswap.evaluation.harness import _swap_targets
+
+    labels = torch.tensor([0, 0, 1, 1, 2, 0])
+    probes = torch.tensor([0, 1, 2, 5])  # identities 0, 0, 1, 0
+    t = _swap_targets(labels, probes)
+    assert t.tolist() == [2, 2, 3, 2]
+    assert all(labels[probes[i]] != labels[probes[j]] for i, j in enumerate(t.tolist()))
+    assert _swap_targets(torch.tensor([3, 3]), torch.tensor([0, 1])).tolist() == [1, 0]  # one identity: next probe
+
+
+@pytest.mark.shared
+def test_evaluate_cli_swap_protocol_with_shipped_swapper(shared, tmp_path):
+    from nullswap.manipulators.autoencoder import ASSETS_DIR
+
+    if not (ASSETS_DIR / "swapper-celeba" / "model.safetensors").is_file():
+        pytest.skip("the trained swapper-celeba checkpoint is not installed")
+    r = CliRunner().invoke(app, [
+        "evaluate", "--protector", "clean,fgsm", "--data", str(shared / "data" / "lfw"), "--max-identities", "6",
+        "--max-probes", "6", "--template", "protector-128", "--recognizers", "mobilefacenet-casia,faceplugin-512",
+        "--attack-recognizers", "mobilefacenet-casia", "--protocol", "swap", "--out", str(tmp_path / "sw")])
+    assert r.exit_code == 0, r.output
+    recs = json.loads((tmp_path / "sw" / "results.json").read_text())["records"]
+    sim = {(x["protector"], x["recognizer"]): x["value"] for x in recs if x["metric"] == "id_sim"}
+    assert sim[("clean", "mobilefacenet-casia")] == pytest.approx(1.0, abs=1e-4)  # same source -> same swap
+    assert sim[("fgsm", "mobilefacenet-casia")] < sim[("clean", "mobilefacenet-casia")]
+    dis = {x["protector"]: x["value"] for x in recs if x["metric"] == "l2_disruption"}
+    assert dis["clean"] == pytest.approx(0.0, abs=1e-6) and dis["fgsm"] > 0
+    assert "ID sim. mobilefacenet-casia" in (tmp_path / "sw" / "tables.md").read_text()
+    bad = CliRunner().invoke(app, [
+        "evaluate", "--protector", "clean", "--data", str(shared / "data" / "lfw"), "--max-identities", "2",
+        "--max-probes", "2", "--recognizers", "mobilefacenet-casia", "--protocol", "swap", "--out",
+        str(tmp_path / "x")])
+    assert bad.exit_code == 2 and "template" in bad.output

@@ -1,0 +1,134 @@
+"""``nullswap protect`` and the batch rules: outputs, resume, reports, and every bad input's documented outcome."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from nullswap.batch import expand_inputs, plan_outputs
+from nullswap.cli.main import app
+
+runner = CliRunner()
+FAST = ["--method", "fgsm", "--strength", "low", "--seed", "0", "--recognizers", "mobilefacenet-casia"]
+
+
+def _sha(p: Path) -> str:
+    return hashlib.sha256(p.read_bytes()).hexdigest()
+
+
+def _small_photo(src: Path, dst: Path, mode: str = "RGB", size: int = 400) -> Path:
+    im = Image.open(src).convert("RGB")
+    im.thumbnail((size, size))
+    if mode != "RGB":
+        im = im.convert(mode)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    im.save(dst)
+    return dst
+
+
+def test_expand_and_plan_rules(tmp_path):
+    a = tmp_path / "a"
+    b = tmp_path / "b"
+    for d in (a, b):
+        d.mkdir()
+        Image.new("RGB", (8, 8)).save(d / "x.jpg")
+    (a / "x.protected.jpg").write_bytes(b"")
+    (a / "notes.txt").write_text("hi")
+    photos, bad = expand_inputs([str(a), str(b / "x.jpg"), str(tmp_path / "nope.jpg"), str(a / "notes.txt"),
+                                 str(tmp_path / "*.png")])
+    assert photos == [a / "x.jpg", b / "x.jpg"]
+    assert sorted(o.message.split(" ")[0] for o in bad) == ["no", "not", "the"]
+    jobs = plan_outputs(photos, tmp_path / "out")
+    assert [j.output.name for j in jobs] == ["x.jpg", "x-2.jpg"]  # two inputs never share an output
+    jobs = plan_outputs(photos, None)
+    assert [j.output for j in jobs] == [a / "x.protected.jpg", b / "x.protected.jpg"]
+    assert plan_outputs([a / "x.jpg"], a)[0].output == a / "x.protected.jpg"
+
+
+@pytest.mark.shared
+def test_bad_inputs_each_get_their_outcome_and_originals_are_untouched(shared, tmp_path):
+    photos = shared / "data" / "photos"
+    d = tmp_path / "in"
+    _small_photo(photos / "obama1.jpg", d / "face.jpg")
+    _small_photo(photos / "tomhanks.png", d / "rgba.png", "RGBA")
+    _small_photo(photos / "biden_biden.jpg", d / "cmyk.jpg", "CMYK")
+    Image.fromarray(np.full((64, 64, 3), 128, np.uint8)).save(d / "noface.png")
+    good = (d / "face.jpg").read_bytes()
+    (d / "truncated.jpg").write_bytes(good[: len(good) // 3])
+    (d / "readme.txt").write_text("not a photo")
+    before = {p.name: _sha(p) for p in d.iterdir()}
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "face.jpg").write_bytes(b"someone else's file")  # a name collision in the output folder
+    r = runner.invoke(app, ["protect", str(d), "--out", str(out), *FAST], env={"COLUMNS": "200"})
+    assert r.exit_code == 1, r.output  # the truncated JPEG failed
+    assert "truncated.jpg" in r.output
+    assert (out / "face.jpg").read_bytes() == b"someone else's file"  # never overwritten
+    assert (out / "face-2.jpg").is_file()
+    assert (out / "rgba.png").is_file() and Image.open(out / "rgba.png").mode == "RGBA"
+    assert (out / "cmyk.jpg").is_file()
+    assert not (out / "noface.png").exists()  # no face: nothing written, not a failure
+    assert {p.name: _sha(p) for p in d.iterdir()} == before  # originals byte-identical
+
+    # resume: a second run skips what was done (the truncated file still fails)
+    r2 = runner.invoke(app, ["protect", str(d), "--out", str(out), *FAST], env={"COLUMNS": "200"})
+    assert r2.exit_code == 1 and "skipped: 3" in r2.output
+
+    # a read-only output folder: every photo fails, cleanly, exit 1
+    if os.geteuid() != 0:  # root ignores permissions
+        ro = tmp_path / "ro"
+        ro.mkdir()
+        ro.chmod(0o500)
+        r3 = runner.invoke(app, ["protect", str(d / "face.jpg"), "--out", str(ro), *FAST])
+        assert r3.exit_code == 1
+        ro.chmod(0o700)
+
+
+@pytest.mark.shared
+def test_protect_group_photo_with_report(shared, tmp_path):
+    src = _small_photo(shared / "data" / "photos" / "group_t1.jpg", tmp_path / "in" / "group.png", size=900)
+    r = runner.invoke(app, ["protect", str(src), "--out", str(tmp_path / "out"), "--report", *FAST,
+                            ], env={"COLUMNS": "200"})
+    assert r.exit_code == 0, r.output
+    rep = json.loads((tmp_path / "out" / "group.report.json").read_text())
+    assert len(rep["faces"]) >= 4
+    f0 = rep["faces"][0]
+    assert f0["protected"]["psnr"] > 30 and 0 < f0["protected"]["ssim"] <= 1
+    assert "mobilefacenet-casia" in f0["protected"]["recognizers"]
+    assert "jpeg75" in f0
+    # every face was changed, pixels away from the faces were not (PNG: lossless)
+    a = np.asarray(Image.open(src)).astype(int)
+    b = np.asarray(Image.open(tmp_path / "out" / "group.png")).astype(int)
+    assert a.shape == b.shape
+    outside = np.ones(a.shape[:2], bool)
+    for f in rep["faces"]:
+        x0, y0, x1, y1 = f["box"]
+        w, h = x1 - x0, y1 - y0
+        ys, xs = slice(max(0, int(y0 - h)), int(y1 + h)), slice(max(0, int(x0 - w)), int(x1 + w))
+        outside[ys, xs] = False
+        assert np.abs(a[int(y0):int(y1), int(x0):int(x1)] - b[int(y0):int(y1), int(x0):int(x1)]).max() > 0
+    assert np.array_equal(a[outside], b[outside])
+    assert (tmp_path / "out" / "nullswap-summary.json").is_file()
+
+
+@pytest.mark.shared
+def test_python_api_protect(shared):
+    import nullswap
+
+    img = torch.rand(3, 64, 64)
+    out = nullswap.protect(img, method="fgsm", strength="low", recognizers=["mobilefacenet-casia"])
+    assert out.faces == [] and torch.equal(out.image, img)  # no face: unchanged
+    p = nullswap.protect(shared / "data" / "photos" / "obama1.jpg", method="fgsm", strength="low",
+                         recognizers=["mobilefacenet-casia"], seed=0)
+    assert len(p.faces) == 1 and p.image.shape == p.source.tensor.shape
+    diff = (p.image - p.source.tensor).abs()
+    assert 0 < float(diff.max()) <= 4 / 255 + 2 / 255  # within eps (+ paste-back resampling)
