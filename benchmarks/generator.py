@@ -1,6 +1,6 @@
 """NullSwap generator cost: parameters, forward time per 256x256 crop (batch 1 and 16), training-step throughput.
 
-Usage: python benchmarks/nullswap.py [--config configs/nullswap.yaml] [--threads N] [--device cpu|cuda] [--steps 3]
+Usage: python benchmarks/generator.py [--config configs/nullswap.yaml] [--threads N] [--device cpu|cuda] [--steps 3]
 Random inputs (timing does not depend on content). The training step is the real recipe: generator + discriminator
 updates with the configured recognizers (real weights) and perceptual loss.
 """
