@@ -89,3 +89,15 @@ def test_evaluate_cli_swap_protocol_with_shipped_swapper(shared, tmp_path):
         "--max-probes", "2", "--recognizers", "mobilefacenet-casia", "--protocol", "swap", "--out",
         str(tmp_path / "x")])
     assert bad.exit_code == 2 and "template" in bad.output
+
+
+def test_checkpoint_kind_from_format(tmp_path):
+    from nullswap.cli.evaluate import _checkpoint_kind
+
+    for fmt, kind in (("idguard-generator", "idguard"), ("ars-generator", "ars"), ("retentive-generator", "retentive"),
+                      ("nullswap-generator", "nullswap"), ("something-else", "nullswap")):
+        d = tmp_path / fmt
+        d.mkdir()
+        (d / "config.json").write_text(json.dumps({"format": fmt}))
+        assert _checkpoint_kind(d) == kind
+    assert _checkpoint_kind(tmp_path / "missing") == "nullswap"

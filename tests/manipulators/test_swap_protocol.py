@@ -26,11 +26,23 @@ def test_swap_protocol_numbers():
     same = swap_protocol(sw, s, s.clone(), t, ens, batch_size=2)
     assert same["n"] == 3 and same["recognizers"] == ["tiny-1", "tiny-2"]
     assert same["id_sim_mean"] == pytest.approx(1.0, abs=1e-5) and same["l2_disruption"] == pytest.approx(0.0)
-    assert same["defense_success_rate"] == 0.0
+    assert same["defense_success_rate"] == 0.0 and same["dsr_idguard"] == 0.0
+    assert same["l2_face"] == pytest.approx(0.0) and same["dsr_idguard_recognizer"] == "tiny-1"
     p = same["per_recognizer"]["tiny-2"]
     assert p["clean_swap_to_source"] == pytest.approx(p["protected_swap_to_source"], abs=1e-5)
-    noisy = swap_protocol(sw, s, (s + 0.5 * torch.randn(s.shape, generator=g)).clamp(0, 1), t, ens)
+    noisy_src = (s + 0.5 * torch.randn(s.shape, generator=g)).clamp(0, 1)
+    noisy = swap_protocol(sw, s, noisy_src, t, ens)
     assert noisy["l2_disruption"] > 0 and noisy["id_sim_mean"] < 1.0
+    assert noisy["l2_face"] > 0 and 0.0 <= noisy["dsr_idguard"] <= noisy["defense_success_rate"] + 1.0
+    # L2_face by hand: mean squared difference (on [-1, 1]) inside the template's face ellipse
+    from nullswap.faces.templates import get_template
+    from nullswap.metrics.disruption import face_region_mask
+
+    with torch.no_grad():
+        y, yp = sw.swap(t, s).clamp(0, 1), sw.swap(t, noisy_src).clamp(0, 1)
+    m = face_region_mask(get_template("protector-128").points_tensor()[None].expand(3, 5, 2), 128)
+    ref = (((2 * y - 1) - (2 * yp - 1)) ** 2 * m).flatten(1).sum(1) / (3 * m.flatten(1).sum(1))
+    assert noisy["l2_face"] == pytest.approx(float(ref.mean()), rel=1e-4)
     with pytest.raises(InputError, match="shape"):
         swap_protocol(sw, s, s[:2], t, ens)
     with pytest.raises(InputError, match="template"):

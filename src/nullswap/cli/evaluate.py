@@ -13,13 +13,28 @@ from rich.console import Console
 console = Console(stderr=True)
 
 
+#: ``config.json`` "format" of each trainable protector's checkpoint -> protector name.
+CHECKPOINT_FORMATS = {"nullswap-generator": "nullswap", "idguard-generator": "idguard", "ars-generator": "ars",
+                      "retentive-generator": "retentive"}
+
+
+def _checkpoint_kind(path: Path) -> str:
+    """The protector a checkpoint folder holds, from its ``config.json`` (``nullswap`` when it says nothing)."""
+    try:
+        fmt = json.loads((path / "config.json").read_text()).get("format")
+    except (OSError, ValueError, AttributeError):
+        return "nullswap"  # the loader then reports what is missing or malformed
+    return CHECKPOINT_FORMATS.get(fmt, "nullswap")
+
+
 def _build(spec: str, strength: str, device: str, attack_recognizers: list[str] | None, template: str | None):
     from nullswap.protectors import create_protector
 
     path = Path(spec)
-    if path.exists():  # a checkpoint folder: NullSwap (or a recipe's export)
-        return f"nullswap[{path.name}]", create_protector("nullswap", checkpoint=str(path), strength=strength,
-                                                         device=device)
+    if path.exists():  # a checkpoint folder: the protector named by its config.json "format" (NullSwap by default)
+        kind = _checkpoint_kind(path)
+        label = path.name if path.name != "export" else path.parent.name
+        return f"{kind}[{label}]", create_protector(kind, checkpoint=str(path), strength=strength, device=device)
     kwargs = {"strength": strength, "device": device}
     if attack_recognizers and spec in ("pgd", "fgsm"):
         kwargs["recognizers"] = attack_recognizers

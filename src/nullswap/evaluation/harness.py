@@ -291,7 +291,7 @@ def _swap(rs: ResultSet, swapper: Any, clean: torch.Tensor, protected: torch.Ten
     for rec, d in res["per_recognizer"].items():
         for metric, v in d.items():
             rs.add(protocol="swap", metric=metric, value=v, recognizer=rec, n=res["n"], **common)
-    for metric in ("l2_disruption", "defense_success_rate"):
+    for metric in ("l2_disruption", "l2_face", "defense_success_rate", "dsr_idguard"):
         rs.add(protocol="swap", metric=metric, value=res[metric], n=res["n"], **common)
 
 

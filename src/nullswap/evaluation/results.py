@@ -164,10 +164,10 @@ def render_tables(rs: ResultSet) -> dict[str, str]:
         rows = []
         for p in prots:
             extra = [_fmt(rs.value(protocol="swap", protector=p, recognizer="", metric=m))
-                     for m in ("l2_disruption", "defense_success_rate")]
+                     for m in ("l2_disruption", "l2_face", "defense_success_rate", "dsr_idguard")]
             rows.append([p, *(_fmt(cells.get((p, r))) for r in recs), *extra])
-        out["swap"] = markdown_table(["protector", *(f"ID sim. {r}" for r in recs), "L2 disruption",
-                                      "success rate (L2)"], rows)
+        out["swap"] = markdown_table(["protector", *(f"ID sim. {r}" for r in recs), "L2", "L2_face",
+                                      "DSR (L2 > 0.05)", "DSR (ID-Guard rule)"], rows)
     return out
 
 

@@ -10,8 +10,11 @@ cosine similarities
 * ``protected_swap_to_source``: ``cos(e(y'), e(s))`` -- what protection leaves of the source identity;
 * ``protected_swap_to_target``: ``cos(e(y'), e(t))``;
 
-and the pixel disruption of the swap (:mod:`nullswap.metrics.disruption`): mean ``l2_disruption(y, y')`` and the
-defense success rate with rule ``"l2"`` (Ruiz et al. 2020).
+and the pixel disruption of the swap (:mod:`nullswap.metrics.disruption`): mean ``l2_disruption(y, y')``, mean
+``l2_face(y, y')`` (ID-Guard Eq. 13) over the face ellipse of the crop template's 5 landmarks, and the defense
+success rates with rule ``"l2"`` (Ruiz et al. 2020) and with ID-Guard's rule (``L2_face > 0.05`` and ID sim
+``< 0.4``). Choice: ID-Guard measures ID sim with ArcFace, which is not obtainable here; the rule uses the first
+recognizer of the ensemble, named in the result as ``dsr_idguard_recognizer``.
 """
 
 from __future__ import annotations
@@ -83,13 +86,20 @@ def swap_protocol(
 
     Returns:
         ``{"n", "swapper", "recognizers", "per_recognizer": {name: {"id_sim", "clean_swap_to_source",
-        "protected_swap_to_source", "protected_swap_to_target"}}, "id_sim_mean", "l2_disruption",
-        "defense_success_rate"}``.
+        "protected_swap_to_source", "protected_swap_to_target"}}, "id_sim_mean", "l2_disruption", "l2_face",
+        "defense_success_rate", "dsr_idguard", "dsr_idguard_recognizer"}``.
 
     Raises:
         InputError: mismatching shapes, an empty batch, or a recognizer ensemble fed from another template.
     """
-    from nullswap.metrics.disruption import L2_THRESHOLD, defense_success_rate, l2_disruption
+    from nullswap.faces.templates import get_template
+    from nullswap.metrics.disruption import (
+        L2_THRESHOLD,
+        defense_success_rate,
+        face_region_mask,
+        l2_disruption,
+        l2_face,
+    )
 
     _check(sources_clean, "sources_clean")
     _check(sources_protected, "sources_protected", sources_clean)
@@ -123,6 +133,12 @@ def swap_protocol(
     y_all, yp_all = torch.cat(clean_out), torch.cat(prot_out)
     per = {n: {k: float(torch.cat(v).mean()) for k, v in d.items()} for n, d in sims.items()}
     thr = L2_THRESHOLD if l2_threshold is None else float(l2_threshold)
+    n_all, (h, w) = y_all.shape[0], y_all.shape[-2:]
+    tpl = get_template(template or "protector-128")  # the face ellipse from the template's landmarks, rescaled
+    pts = tpl.points_tensor() * torch.tensor([w / tpl.size[1], h / tpl.size[0]])
+    mask = face_region_mask(pts[None].expand(n_all, 5, 2), (h, w))
+    first = names[0]
+    id_sim_first = torch.cat(sims[first]["id_sim"])
     out = {
         "n": int(y_all.shape[0]),
         "swapper": getattr(swapper, "name", type(swapper).__name__),
@@ -130,10 +146,14 @@ def swap_protocol(
         "per_recognizer": per,
         "id_sim_mean": float(sum(p["id_sim"] for p in per.values()) / len(per)),
         "l2_disruption": float(l2_disruption(y_all, yp_all).mean()),
+        "l2_face": float(l2_face(y_all, yp_all, mask).mean()),
         "defense_success_rate": defense_success_rate(y_all, yp_all, rule="l2", l2_threshold=thr),
+        "dsr_idguard": defense_success_rate(y_all, yp_all, rule="idguard", face_mask=mask, id_sim=id_sim_first,
+                                            l2_threshold=thr),
+        "dsr_idguard_recognizer": first,
     }
     log.info("swap protocol (%d pairs, %s): %s", out["n"], out["swapper"],
-             {k: v for k, v in out.items() if k not in ("per_recognizer", "recognizers")})
+             {k: v for k, v in out.items() if k not in ("per_recognizer", "recognizers", "dsr_idguard_recognizer")})
     return out
 
 
