@@ -178,11 +178,11 @@ register_weight(
     WeightSpec(
         name="nullswap-default",
         filename="model.safetensors",
-        sha256="b53175ca82df0dcf751cbd0d67ddf96319af1fa61b473f90c95d1395569f8600",
+        sha256="c6202a99e7fa197814eaa1dcb31e5bb48f9606688f059838c0b795e3d384e640",
         size=211944,
         license="non-commercial research (trained on CelebA crops)",
         provenance="nullswap project: configs/nullswap-cpu-small.yaml generator (47,074 parameters, 128 px), trained "
-        "150 steps on ../shared/data/celeba train identities with dlib-resnet29 + mobilefacenet-casia; MODEL_CARD.md",
+        "800 steps (batch 8) on ../shared/data/celeba train identities with dlib-resnet29 + mobilefacenet-casia; MODEL_CARD.md",
         sources=(PackageSource("assets/nullswap-default/model.safetensors"),),
         description="NullSwap generator shipped with the package (128 px, CPU-trained)",
     )
