@@ -182,7 +182,8 @@ register_weight(
         size=211944,
         license="non-commercial research (trained on CelebA crops)",
         provenance="nullswap project: configs/nullswap-cpu-small.yaml generator (47,074 parameters, 128 px), trained "
-        "800 steps (batch 8) on ../shared/data/celeba train identities with dlib-resnet29 + mobilefacenet-casia; MODEL_CARD.md",
+        "800 steps (batch 8) on ../shared/data/celeba train identities with dlib-resnet29 + mobilefacenet-casia; "
+        "MODEL_CARD.md",
         sources=(PackageSource("assets/nullswap-default/model.safetensors"),),
         description="NullSwap generator shipped with the package (128 px, CPU-trained)",
     )
