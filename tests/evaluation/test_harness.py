@@ -101,3 +101,21 @@ def test_checkpoint_kind_from_format(tmp_path):
         (d / "config.json").write_text(json.dumps({"format": fmt}))
         assert _checkpoint_kind(d) == kind
     assert _checkpoint_kind(tmp_path / "missing") == "nullswap"
+
+
+@pytest.mark.shared
+def test_evaluate_cli_manipulation_protocol_with_shipped_surrogate(shared, tmp_path):
+    from nullswap.manipulators.autoencoder import ASSETS_DIR
+
+    if not (ASSETS_DIR / "surrogate-ae" / "model.safetensors").is_file():
+        pytest.skip("the trained surrogate-ae checkpoint is not installed")
+    r = CliRunner().invoke(app, [
+        "evaluate", "--protector", "clean,fgsm", "--data", str(shared / "data" / "lfw"), "--max-identities", "4",
+        "--max-probes", "4", "--template", "protector-128", "--recognizers", "mobilefacenet-casia",
+        "--attack-recognizers", "mobilefacenet-casia", "--protocol", "manipulation", "--out", str(tmp_path / "m")])
+    assert r.exit_code == 0, r.output
+    recs = json.loads((tmp_path / "m" / "results.json").read_text())["records"]
+    assert {x["protocol"] for x in recs} == {"manipulation"}
+    l2 = {x["protector"]: x["value"] for x in recs if x["metric"] == "l2_disruption"}
+    assert l2["clean"] == pytest.approx(0.0, abs=1e-7) and l2["fgsm"] > 0  # G(x') differs from G(x)
+    assert "## manipulation" in (tmp_path / "m" / "tables.md").read_text()

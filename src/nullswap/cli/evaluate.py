@@ -52,7 +52,8 @@ def evaluate(
     recognizers: Annotated[str, typer.Option(help="Comma-separated recognizers to measure.")] =
     "dlib-resnet29,mobilefacenet-casia,faceapi-resnet29,faceplugin-512,human-mobilefacenet,human-mobileface,"
     "human-faceres",
-    protocol: Annotated[str, typer.Option(help="identification | quality | robustness | swap (comma-separated).")]
+    protocol: Annotated[str, typer.Option(help="identification | quality | robustness | swap | manipulation "
+                                               "(comma-separated).")]
     = "quality,identification",
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("eval-out"),
     layout: Annotated[str, typer.Option(help="identity-folders | celeba-hq | plain.")] = "identity-folders",
@@ -75,6 +76,8 @@ def evaluate(
     device: Annotated[str, typer.Option(help="cpu | cuda.")] = "cpu",
     swapper: Annotated[str, typer.Option(help="Face-swap model of the swap protocol (Table 3).")]
     = "swapper-celeba",
+    manipulator: Annotated[str, typer.Option(help="Manipulation model of the manipulation protocol (ID-Guard/ARS "
+                                                  "disruption).")] = "surrogate-ae",
 ) -> None:
     """Evaluate protectors (quality, identification top-1/top-5, robustness grid) and write tables and figures."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -107,7 +110,7 @@ def evaluate(
                                 [p.strip() for p in protocol.split(",")],
                                 perturbations=[p.strip() for p in perturbations.split(",")] if perturbations else None,
                                 batch_size=batch_size, seed=seed, device=device, progress=prog,
-                                swapper=swapper)
+                                swapper=swapper, manipulator=manipulator)
     except NullswapError as e:
         console.print(f"[red]error[/red] {e}")
         raise typer.Exit(2) from None

@@ -38,7 +38,7 @@ from nullswap.recognizers.ensemble import RecognizerEnsemble
 
 log = logging.getLogger(__name__)
 
-PROTOCOLS = ("quality", "identification", "robustness", "swap")
+PROTOCOLS = ("quality", "identification", "robustness", "swap", "manipulation")
 
 
 @dataclass
@@ -153,6 +153,7 @@ def evaluate(
     progress: Callable[[str, int, int], None] | None = None,
     keep_protected: bool = False,
     swapper: str = "swapper-celeba",
+    manipulator: str = "surrogate-ae",
 ) -> tuple[ResultSet, dict[str, torch.Tensor]]:
     """Run ``protocols`` for every protector on ``data``.
 
@@ -170,6 +171,8 @@ def evaluate(
         keep_protected: return all protected crops instead of the first 8.
         swapper: the face-swap model of the ``swap`` protocol (:mod:`nullswap.manipulators`; its template must be
             the evaluation set's).
+        manipulator: the manipulation model of the ``manipulation`` protocol (ID-Guard / ARS / retentive
+            disruption: ``G(x)`` vs ``G(x')``).
 
     Returns:
         The results, and (for figures) the protected probe crops per protector (the first few, or all with
@@ -186,10 +189,15 @@ def evaluate(
 
         swap_protocol_available(swapper)
         swap_model = create_manipulator(swapper).to(device).eval()
-        if swap_model.template != data.faces.template.name:
-            raise InputError(f"protocol 'swap': swapper {swapper!r} expected crops of template "
-                             f"{swap_model.template!r}, the evaluation set has {data.faces.template.name!r} "
-                             "(pass the matching --template)")
+    manip_model = None
+    if "manipulation" in protocols:
+        from nullswap.manipulators import create_manipulator
+
+        manip_model = create_manipulator(manipulator).to(device).eval()
+    for proto, model, name in (("swap", swap_model, swapper), ("manipulation", manip_model, manipulator)):
+        if model is not None and model.template != data.faces.template.name:
+            raise InputError(f"protocol {proto!r}: {name!r} expected crops of template {model.template!r}, the "
+                             f"evaluation set has {data.faces.template.name!r} (pass the matching --template)")
     from nullswap.metrics.identity import protection_success_rate
     from nullswap.metrics.quality import l2_distance, psnr, ssim
     from nullswap.recognizers.thresholds import verification_thresholds
@@ -234,8 +242,9 @@ def evaluate(
                                 for i in range(0, n, 16)])
             rs.add(protocol="quality", metric=pmodel.name, value=pd.mean(), n=n, **common)
             rs.add(protocol="quality", metric="l2", value=l2_distance(protected, clean).mean(), n=n, **common)
-        if swap_model is not None:
-            _swap(rs, swap_model, clean, protected, ens, _swap_targets(labels, probe_idx), batch_size, common)
+        for proto, model in (("swap", swap_model), ("manipulation", manip_model)):
+            if model is not None:
+                _swap(rs, model, clean, protected, ens, _swap_targets(labels, probe_idx), batch_size, common, proto)
         variants: list[tuple[str, str, torch.Tensor]] = []
         if "identification" in protocols:
             variants.append(("identification", "", protected))
@@ -283,16 +292,20 @@ def _swap_targets(labels: list[int] | torch.Tensor, probe_idx: torch.Tensor) -> 
 
 
 def _swap(rs: ResultSet, swapper: Any, clean: torch.Tensor, protected: torch.Tensor, ens: RecognizerEnsemble,
-          targets: torch.Tensor, batch_size: int, common: dict[str, Any]) -> None:
-    """NullSwap Table 3: swap each (clean, protected) source onto its target and record ID similarity/disruption."""
+          targets: torch.Tensor, batch_size: int, common: dict[str, Any], protocol: str = "swap") -> None:
+    """Record a swap (NullSwap Table 3) or manipulation (ID-Guard/ARS/retentive disruption) protocol run.
+
+    A swapper puts each clean/protected source onto its target; another manipulator gives ``G(x)`` vs ``G(x')``.
+    Recorded under ``protocol``: ID similarity per recognizer, L2, L2_face and both DSR rules.
+    """
     from nullswap.evaluation.swap import swap_protocol
 
     res = swap_protocol(swapper, clean, protected, clean[targets], ens, batch_size=batch_size)
     for rec, d in res["per_recognizer"].items():
         for metric, v in d.items():
-            rs.add(protocol="swap", metric=metric, value=v, recognizer=rec, n=res["n"], **common)
+            rs.add(protocol=protocol, metric=metric, value=v, recognizer=rec, n=res["n"], **common)
     for metric in ("l2_disruption", "l2_face", "defense_success_rate", "dsr_idguard"):
-        rs.add(protocol="swap", metric=metric, value=res[metric], n=res["n"], **common)
+        rs.add(protocol=protocol, metric=metric, value=res[metric], n=res["n"], **common)
 
 
 def describe(rs: ResultSet) -> dict[str, Any]:

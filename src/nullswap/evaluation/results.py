@@ -158,16 +158,20 @@ def render_tables(rs: ResultSet) -> dict[str, str]:
             parts.append(f"**{rec}** (top-1 after the perturbation)\n\n"
                          + markdown_table(["perturbation", "level", *prots], rows))
         out["robustness"] = "\n\n".join(parts)
-    sw = [r for r in rs.records if r.protocol == "swap" and r.metric == "id_sim"]
-    if sw:  # NullSwap Table 3: ID similarity between swaps from clean and protected sources, per recognizer
+    for proto in ("swap", "manipulation"):
+        # NullSwap Table 3 (swap) / ID-Guard, ARS disruption (manipulation): ID similarity of the outputs from clean
+        # and protected inputs, per recognizer, and the pixel disruption
+        sw = [r for r in rs.records if r.protocol == proto and r.metric == "id_sim"]
+        if not sw:
+            continue
         prots, recs, cells = pivot(sw, "protector", "recognizer")
         rows = []
         for p in prots:
-            extra = [_fmt(rs.value(protocol="swap", protector=p, recognizer="", metric=m))
+            extra = [_fmt(rs.value(protocol=proto, protector=p, recognizer="", metric=m))
                      for m in ("l2_disruption", "l2_face", "defense_success_rate", "dsr_idguard")]
             rows.append([p, *(_fmt(cells.get((p, r))) for r in recs), *extra])
-        out["swap"] = markdown_table(["protector", *(f"ID sim. {r}" for r in recs), "L2", "L2_face",
-                                      "DSR (L2 > 0.05)", "DSR (ID-Guard rule)"], rows)
+        out[proto] = markdown_table(["protector", *(f"ID sim. {r}" for r in recs), "L2", "L2_face",
+                                     "DSR (L2 > 0.05)", "DSR (ID-Guard rule)"], rows)
     return out
 
 

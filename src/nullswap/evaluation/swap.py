@@ -75,7 +75,10 @@ def swap_protocol(
     """Run the NullSwap Table 3 protocol.
 
     Args:
-        swapper: a :class:`~nullswap.manipulators.base.FaceSwapper` (``swap(target, source)``).
+        swapper: a :class:`~nullswap.manipulators.base.FaceSwapper` (``swap(target, source)``), or any other
+            :class:`~nullswap.manipulators.base.Manipulator` (then ``y = G(s)``, ``y' = G(s')`` and ``targets``
+            only serve the ``protected_swap_to_target`` similarity): the ID-Guard / ARS / retentive disruption
+            setting, where ``id_sim`` is the ID similarity of the two manipulated outputs.
         sources_clean: clean source crops ``(N,3,H,W)`` in [0,1], aligned to ``swapper.template``.
         sources_protected: the same sources after protection.
         targets: target crops ``(N,3,H,W)`` (pair ``i`` swaps source ``i`` onto target ``i``).
@@ -120,8 +123,10 @@ def swap_protocol(
         s = sources_clean[i : i + batch_size].to(dev)
         sp = sources_protected[i : i + batch_size].to(dev)
         t = targets[i : i + batch_size].to(dev)
-        y = swapper.swap(t, s).clamp(0, 1)
-        yp = swapper.swap(t, sp).clamp(0, 1)
+        if hasattr(swapper, "swap"):
+            y, yp = swapper.swap(t, s).clamp(0, 1), swapper.swap(t, sp).clamp(0, 1)
+        else:  # a manipulator without a source (ID-Guard/ARS/retentive setting): y = G(x), y' = G(x')
+            y, yp = swapper(s).clamp(0, 1), swapper(sp).clamp(0, 1)
         clean_out.append(y.cpu())
         prot_out.append(yp.cpu())
         for n, ey, eyp, es, et in zip(names, recognizers(y), recognizers(yp), recognizers(s), recognizers(t),
