@@ -162,6 +162,24 @@ def freeze(module: nn.Module) -> nn.Module:
 # --- the autoencoder --------------------------------------------------------------------------------------------
 
 
+
+def config_from_dict(cls: type, d: dict[str, Any] | None, what: str) -> Any:
+    """Build the dataclass ``cls`` from a mapping, rejecting unknown keys and image sizes other than 128 / 256.
+
+    Raises:
+        InputError: unknown keys or an unsupported image size.
+    """
+    d = dict(d or {})
+    names = {f.name for f in fields(cls)}
+    extra = sorted(set(d) - names)
+    if extra:
+        raise InputError(f"{what} config: expected keys among {sorted(names)}, got unknown {extra}")
+    cfg = cls(**d)
+    if cfg.image_size not in (128, 256):
+        raise InputError(f"{what} config: expected image_size 128 or 256, got {cfg.image_size}")
+    return cfg
+
+
 @dataclass(frozen=True)
 class AutoencoderConfig:
     """Architecture of :class:`FaceAutoencoder`.
@@ -187,15 +205,7 @@ class AutoencoderConfig:
         Raises:
             InputError: unknown keys or an unsupported image size.
         """
-        d = dict(d or {})
-        names = {f.name for f in fields(cls)}
-        extra = sorted(set(d) - names)
-        if extra:
-            raise InputError(f"autoencoder config: expected keys among {sorted(names)}, got unknown {extra}")
-        cfg = cls(**d)
-        if cfg.image_size not in (128, 256):
-            raise InputError(f"autoencoder config: expected image_size 128 or 256, got {cfg.image_size}")
-        return cfg
+        return config_from_dict(cls, d, "autoencoder")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (JSON)."""

@@ -15,7 +15,7 @@ protector-128 crop) rather than SimSwap's ArcFace IResNet-100, whose weights thi
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from torch import nn
 from nullswap.errors import InputError
 from nullswap.manipulators.autoencoder import (
     ASSETS_DIR,
+    config_from_dict,
     encoder_widths,
     freeze,
     load_strict,
@@ -114,15 +115,7 @@ class SwapperConfig:
         Raises:
             InputError: unknown keys or an unsupported image size.
         """
-        d = dict(d or {})
-        names = {f.name for f in fields(cls)}
-        extra = sorted(set(d) - names)
-        if extra:
-            raise InputError(f"swapper config: expected keys among {sorted(names)}, got unknown {extra}")
-        cfg = cls(**d)
-        if cfg.image_size not in (128, 256):
-            raise InputError(f"swapper config: expected image_size 128 or 256, got {cfg.image_size}")
-        return cfg
+        return config_from_dict(cls, d, "swapper")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (JSON)."""

@@ -8,6 +8,7 @@ all protectors, so a protector only ever sees crops.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -19,6 +20,26 @@ from nullswap.errors import InputError, UnknownModelError
 from nullswap.faces.templates import get_template
 
 log = logging.getLogger(__name__)
+
+#: ``strength`` -> factor on a learned perturbation (NullSwap's output residual; ID-Guard/ARS/retentive perturbation
+#: and its bound ``eps``). Choice: 0.5 / 1.0 / 1.5; ``"mid"`` is the trained operating point.
+STRENGTH_SCALES: dict[str, float] = {"low": 0.5, "mid": 1.0, "high": 1.5}
+
+
+def strength_scale(strength: str | float) -> float:
+    """The perturbation factor of a strength name (:data:`STRENGTH_SCALES`) or a positive number.
+
+    Raises:
+        InputError: unknown name or a non-positive number.
+    """
+    if isinstance(strength, str):
+        if strength not in STRENGTH_SCALES:
+            raise InputError(f"strength: expected one of {list(STRENGTH_SCALES)} or a number > 0, got {strength!r}")
+        return STRENGTH_SCALES[strength]
+    if isinstance(strength, bool) or not isinstance(strength, int | float) or not math.isfinite(strength) \
+            or strength <= 0:
+        raise InputError(f"strength: expected one of {list(STRENGTH_SCALES)} or a number > 0, got {strength!r}")
+    return float(strength)
 
 
 class Protector(nn.Module):
@@ -140,4 +161,6 @@ __all__ = [
     "list_protectors",
     "protector_description",
     "register_protector",
+    "STRENGTH_SCALES",
+    "strength_scale",
 ]

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
@@ -33,15 +32,13 @@ from torch import nn
 
 from nullswap.checks import check_image_batch
 from nullswap.errors import InputError, WeightsError, WeightsNotFoundError
-from nullswap.protectors.base import Protector, register_protector
+from nullswap.protectors.base import STRENGTH_SCALES, Protector, register_protector, strength_scale
 
 log = logging.getLogger(__name__)
 
 Strength = Literal["low", "mid", "high"]
 
-#: ``strength`` -> ``perturbation_scale`` (the factor on the output residual, see the module docstring).
-#: Choice: 0.5 / 1.0 / 1.5; ``"mid"`` is the trained operating point.
-STRENGTH_SCALES: dict[str, float] = {"low": 0.5, "mid": 1.0, "high": 1.5}
+# ``strength`` -> ``perturbation_scale``: :data:`nullswap.protectors.base.STRENGTH_SCALES` (re-exported here).
 
 MODEL_FILENAME = "model.safetensors"
 CONFIG_FILENAME = "config.json"
@@ -527,18 +524,6 @@ def load_nullswap(
 # ----------------------------------------------------------------------------------------------------------------------
 # Protector
 # ----------------------------------------------------------------------------------------------------------------------
-
-
-def strength_scale(strength: str | float) -> float:
-    """``perturbation_scale`` for a strength name (:data:`STRENGTH_SCALES`) or a positive number."""
-    if isinstance(strength, str):
-        if strength not in STRENGTH_SCALES:
-            raise InputError(f"strength: expected one of {list(STRENGTH_SCALES)} or a number > 0, got {strength!r}")
-        return STRENGTH_SCALES[strength]
-    if isinstance(strength, bool) or not isinstance(strength, int | float) or not math.isfinite(strength) \
-            or strength <= 0:
-        raise InputError(f"strength: expected one of {list(STRENGTH_SCALES)} or a number > 0, got {strength!r}")
-    return float(strength)
 
 
 class NullSwapProtector(Protector):

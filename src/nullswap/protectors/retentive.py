@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -23,32 +22,17 @@ from torch import nn
 
 from nullswap.errors import InputError, WeightsError, WeightsNotFoundError
 from nullswap.losses.retentive import project_l2
-from nullswap.protectors.base import Protector, register_protector
+from nullswap.protectors.base import STRENGTH_SCALES, Protector, register_protector, strength_scale
 
 log = logging.getLogger(__name__)
 
 MODEL_FILENAME = "model.safetensors"
 CONFIG_FILENAME = "config.json"
 
-#: ``strength`` -> factor on the learned perturbation and on its bound ``eps`` (Choice: 0.5 / 1 / 1.5, "mid" is the
-#: trained operating point), shared by the ID-Guard, ARS and retentive protectors.
-STRENGTH_FACTORS: dict[str, float] = {"low": 0.5, "mid": 1.0, "high": 1.5}
-
-
-def strength_factor(strength: str | float) -> float:
-    """The perturbation factor of a strength name (:data:`STRENGTH_FACTORS`) or a positive number.
-
-    Raises:
-        InputError: unknown name or a non-positive number.
-    """
-    if isinstance(strength, str):
-        if strength not in STRENGTH_FACTORS:
-            raise InputError(f"strength: expected one of {list(STRENGTH_FACTORS)} or a number > 0, got {strength!r}")
-        return STRENGTH_FACTORS[strength]
-    if isinstance(strength, bool) or not isinstance(strength, int | float) or not math.isfinite(strength) \
-            or strength <= 0:
-        raise InputError(f"strength: expected one of {list(STRENGTH_FACTORS)} or a number > 0, got {strength!r}")
-    return float(strength)
+#: ``strength`` -> factor on the learned perturbation and on its bound ``eps``, shared by the ID-Guard, ARS and
+#: retentive protectors (the same table as NullSwap's, :data:`nullswap.protectors.base.STRENGTH_SCALES`).
+STRENGTH_FACTORS = STRENGTH_SCALES
+strength_factor = strength_scale
 
 
 def template_for(image_size: int) -> str:
