@@ -543,6 +543,15 @@ def tar_at_far(scores: Any, labels: Any, far: float) -> tuple[float, float, floa
     return float((s[y] > t).mean()), t, float((s[~y] > t).mean())
 
 
+#: False accept rates at which :func:`ten_fold_verification` reports a threshold (keys of ``far_thresholds``).
+FAR_LEVELS: tuple[float, ...] = (1e-2, 1e-3)
+
+
+def far_key(far: float) -> str:
+    """The key of a FAR level in ``far_thresholds`` and ``thresholds.json``: ``1e-2`` -> ``"1e-02"``."""
+    return f"{far:.0e}"
+
+
 @dataclass
 class VerificationResult:
     """Result of :func:`ten_fold_verification`.
@@ -566,6 +575,8 @@ class VerificationResult:
         tar_at_far: TAR at ``far_target`` over all pairs.
         tar_threshold: threshold giving ``tar_at_far``.
         far_achieved: the FAR actually obtained at ``tar_threshold``.
+        far_thresholds: ``{"1e-02": t, "1e-03": t}``: the threshold at each FAR of :data:`FAR_LEVELS` on the pooled
+            scores of all folds (the ``(k+1)``-th highest mismatched score, see :func:`tar_at_far`).
         std_ddof: the ``ddof`` of ``std_accuracy`` (always 0).
 
     """
@@ -587,10 +598,11 @@ class VerificationResult:
     tar_at_far: float | None = None
     tar_threshold: float | None = None
     far_achieved: float | None = None
+    far_thresholds: dict[str, float] = field(default_factory=dict)
     std_ddof: int = field(default=0)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-serialisable dict (plain Python floats, ints, lists and ``None``)."""
+        """JSON-serialisable dict (plain Python floats, ints, lists, dicts and ``None``)."""
         return {k: (list(map(float, v)) if isinstance(v, list) else v) for k, v in asdict(self).items()}
 
     def summary(self) -> str:
@@ -679,5 +691,6 @@ def ten_fold_verification(
         tar, tar_t, far_got = tar_at_far(s, y, far)
         result.far_target, result.tar_at_far = float(far), tar
         result.tar_threshold, result.far_achieved = tar_t, far_got
+    result.far_thresholds = {far_key(level): tar_at_far(s, y, level)[1] for level in FAR_LEVELS}
     logger.info("LFW verification: %s", result.summary())
     return result

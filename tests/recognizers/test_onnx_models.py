@@ -134,16 +134,32 @@ def test_sface_info_and_weight_spec():
     assert spec.filename == "face_recognition_sface_2021dec.onnx"
 
 
-def test_random_standins_for_pretrained_false():
-    for fn, dim in ((faceplugin_512, 512), (sface, 128)):
-        m = fn(pretrained=False).eval()
-        x = torch.rand(2, 3, 112, 112, requires_grad=True)
-        e = m(x)
-        assert e.shape == (2, dim)
-        e[0].sum().backward()
-        assert x.grad.abs().sum() > 0
-        with pytest.raises(InputError):
-            m(torch.rand(1, 3, 112, 96))
+@pytest.mark.shared
+def test_pretrained_false_is_the_same_graph_with_random_weights(shared):
+    wd = str(shared / "weights")
+    real = faceplugin_512(weights_dir=wd).eval()
+    rand = faceplugin_512(pretrained=False, weights_dir=wd).eval()
+    # same architecture: the same converted modules and parameter shapes, never another network
+    assert [type(m).__name__ for m in rand.net.modules()] == [type(m).__name__ for m in real.net.modules()]
+    shapes = {k: v.shape for k, v in real.net.state_dict().items()}
+    assert {k: v.shape for k, v in rand.net.state_dict().items()} == shapes
+    differ = [k for k, v in rand.net.state_dict().items()
+              if v.is_floating_point() and v.numel() > 1 and not torch.equal(v, real.net.state_dict()[k])]
+    assert len(differ) > 0.5 * len(shapes)
+    x = torch.rand(2, 3, 112, 112, requires_grad=True)
+    e = rand(x)
+    assert e.shape == (2, 512)
+    e[0].sum().backward()
+    assert x.grad.abs().sum() > 0
+    with pytest.raises(InputError):
+        rand(torch.rand(1, 3, 112, 96))
+
+
+def test_pretrained_false_still_needs_the_graph(tmp_path, monkeypatch):
+    # SFace is not obtainable offline: its architecture is in the file, so a missing file is a clear error
+    monkeypatch.setenv("NULLSWAP_HOME", str(tmp_path))
+    with pytest.raises(WeightsNotFoundError):
+        sface(pretrained=False, checkpoint=str(tmp_path / "missing.onnx"))
 
 
 def test_faceplugin_info():

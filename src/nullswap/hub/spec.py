@@ -111,6 +111,8 @@ class WeightSpec:
         provenance: where the weights come from and what they were trained on.
         sources: ordered places to get the file from; the first that works wins.
         description: one line for ``nullswap weights list``.
+        notice: a licence notice logged once per process where the file is first resolved (e.g. a
+            non-commercial licence the user must know of); empty for none.
     """
 
     name: str
@@ -121,3 +123,4 @@ class WeightSpec:
     provenance: str
     sources: tuple[Source, ...] = field(default_factory=tuple)
     description: str = ""
+    notice: str = ""

@@ -129,6 +129,16 @@ def _find_local_file(spec: WeightSpec, weights_dir: str | os.PathLike[str] | Non
     return None
 
 
+_NOTICED: set[str] = set()
+
+
+def _licence_notice(spec: WeightSpec) -> None:
+    """Log ``spec.notice`` (e.g. a non-commercial licence) once per process, where the file is first resolved."""
+    if spec.notice and spec.name not in _NOTICED:
+        _NOTICED.add(spec.name)
+        log.warning("%s (%s): %s", spec.name, spec.filename, spec.notice)
+
+
 def resolve(
     spec: WeightSpec,
     *,
@@ -148,6 +158,7 @@ def resolve(
         ChecksumError: a found file has the wrong hash (a local or cached file is never replaced silently).
         WeightsNotFoundError: no source could provide the file; the message lists every source tried.
     """
+    _licence_notice(spec)
     local = _find_local_file(spec, weights_dir)
     if local is not None:
         verify_file(spec, local)

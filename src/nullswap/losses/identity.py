@@ -18,6 +18,44 @@ def clean_embeddings(ensemble: nn.Module, clean: torch.Tensor) -> list[torch.Ten
         return [e.detach() for e in ensemble(clean)]
 
 
+def identity_cosines(
+    ensemble: nn.Module,
+    clean: torch.Tensor,
+    protected: torch.Tensor,
+    clean_emb: Sequence[torch.Tensor] | None = None,
+) -> list[torch.Tensor]:
+    """Per-image cosine ``(e_s . e'_s) / (||e_s|| ||e'_s||)`` per recognizer: a list of ``(B,)`` tensors (Eq. 12's terms).
+
+    Args and errors as :func:`identity_losses`.
+    """
+    check_same_shape(clean, protected, ("clean", "protected"))
+    ref = list(clean_emb) if clean_emb is not None else clean_embeddings(ensemble, clean)
+    prot = list(ensemble(protected))
+    if len(prot) != len(ref):
+        raise InputError(f"identity loss: expected {len(ref)} embeddings per recognizer list, got {len(prot)}")
+    return [F.cosine_similarity(p.float(), r.float().to(p.device), dim=1, eps=1e-8)
+            for p, r in zip(prot, ref, strict=True)]
+
+
+def threshold_target(threshold: float, margin: float) -> float:
+    """The cosine a threshold-aware identity term aims at: ``t - margin * (1 - t)``.
+
+    Choice (not in the paper): the margin is relative to the recognizer's own cosine range above its threshold, so
+    recognizers with compressed scales (dlib's ResNet-29: LFW threshold 0.906) and wide ones (MobileFaceNet: 0.283)
+    get comparable targets (0.859 and -0.075 at ``margin=0.5``).
+    """
+    return float(threshold) - float(margin) * (1.0 - float(threshold))
+
+
+def threshold_hinge(cosines: torch.Tensor, target: float) -> torch.Tensor:
+    """Threshold-aware identity term: ``mean_b relu(cos_b - target) / (1 - target)``.
+
+    Faces already below ``target`` contribute nothing (no reward for pushing further), so the perturbation budget is
+    spent on the faces a recognizer still verifies; dividing by ``1 - target`` puts every recognizer on ``[0, ~1]``.
+    """
+    return torch.relu(cosines - target).mean() / max(1.0 - target, 1e-6)
+
+
 def identity_losses(
     ensemble: nn.Module,
     clean: torch.Tensor,
@@ -39,12 +77,7 @@ def identity_losses(
     Raises:
         InputError: shape mismatch or an ensemble returning a different number of embeddings.
     """
-    check_same_shape(clean, protected, ("clean", "protected"))
-    ref = list(clean_emb) if clean_emb is not None else clean_embeddings(ensemble, clean)
-    prot = list(ensemble(protected))
-    if len(prot) != len(ref):
-        raise InputError(f"identity loss: expected {len(ref)} embeddings per recognizer list, got {len(prot)}")
-    return [F.cosine_similarity(p.float(), r.float(), dim=1, eps=1e-8).mean() for p, r in zip(prot, ref, strict=True)]
+    return [c.mean() for c in identity_cosines(ensemble, clean, protected, clean_emb)]
 
 
-__all__ = ["clean_embeddings", "identity_losses"]
+__all__ = ["clean_embeddings", "identity_cosines", "identity_losses", "threshold_hinge", "threshold_target"]

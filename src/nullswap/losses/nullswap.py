@@ -12,8 +12,8 @@ from torch import nn
 from nullswap.errors import InputError
 from nullswap.losses.adversarial import generator_adversarial_loss
 from nullswap.losses.dlw import IdentityLossAggregator
-from nullswap.losses.identity import identity_losses
-from nullswap.losses.reconstruction import MSE_FORMS, mse_loss, perceptual_loss
+from nullswap.losses.identity import identity_cosines, threshold_hinge, threshold_target
+from nullswap.losses.reconstruction import MSE_FORMS, chroma_loss, mse_loss, perceptual_loss
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,18 @@ class NullSwapLoss:
         lambda_floor: weight of that wall (well above ~19 so it holds).
         mse_form: Eq. 8 as the squared error (``"mse"``, default) or the per-image L2 norm (``"l2"``); see
             :func:`~nullswap.losses.reconstruction.mse_loss`.
+        identity: ``"cosine"`` (Eq. 12, the paper) or ``"threshold"``: per recognizer
+            :func:`~nullswap.losses.identity.threshold_hinge` towards ``threshold_target(t_i, margin)`` where ``t_i``
+            is the recognizer's LFW-calibrated threshold (``thresholds`` overrides). Not in the paper; Choice, from the
+            measurements of issue 12: Eq. 12 keeps rewarding faces that are already unrecognisable while most faces
+            stay above threshold, the threshold-aware term spends the budget on the faces still recognised.
+        margin: relative margin below each threshold (see :func:`~nullswap.losses.identity.threshold_target`).
+        thresholds: ``{recognizer name: cosine threshold}``; default: the shipped LFW thresholds.
+        lambda_chroma: weight of :func:`~nullswap.losses.reconstruction.chroma_loss`, divided by the PSNR floor's
+            MSE budget (``10^(-floor/10)``, or 1e-4 without a floor) so that 1.0 means "chroma energy as large as
+            the whole budget costs 1".
+        perceptual_images: compute Eq. 9 on only the first ``k`` images of each batch (an unbiased estimate of the
+            batch mean at ``k/B`` of the cost: ST-LPIPS is the most expensive term on a CPU); 0 = all.
     """
 
     def __init__(
@@ -86,6 +98,11 @@ class NullSwapLoss:
         mse_form: str = "mse",
         psnr_floor: float | None = None,
         lambda_floor: float = 200.0,
+        identity: str = "cosine",
+        margin: float = 0.5,
+        thresholds: dict[str, float] | None = None,
+        lambda_chroma: float = 0.0,
+        perceptual_images: int = 0,
     ) -> None:
         names = list(recognizer_names)
         if not names:
@@ -105,6 +122,23 @@ class NullSwapLoss:
             raise InputError(f"psnr_floor: expected dB in (0, 100) or null, got {psnr_floor!r}")
         self.psnr_floor = None if psnr_floor is None else float(psnr_floor)
         self.lambda_floor = float(lambda_floor)
+        if identity not in ("cosine", "threshold"):
+            raise InputError(f"identity: expected 'cosine' or 'threshold', got {identity!r}")
+        self.identity = identity
+        self.margin = float(margin)
+        self.targets: list[float] = []
+        if identity == "threshold":
+            from nullswap.recognizers.thresholds import verification_threshold
+
+            given = dict(thresholds or {})
+            self.targets = [threshold_target(given[n] if n in given else verification_threshold(n), self.margin)
+                            for n in names]
+        if isinstance(lambda_chroma, bool) or not isinstance(lambda_chroma, int | float) or lambda_chroma < 0:
+            raise InputError(f"lambda_chroma: expected a number >= 0, got {lambda_chroma!r}")
+        self.lambda_chroma = float(lambda_chroma)
+        if isinstance(perceptual_images, bool) or not isinstance(perceptual_images, int) or perceptual_images < 0:
+            raise InputError(f"perceptual_images: expected an int >= 0, got {perceptual_images!r}")
+        self.perceptual_images = perceptual_images
         dlw_kw = {**DEFAULT_DLW, **(dlw or {})} if strategy == "dlw" else {}
         self.aggregator = IdentityLossAggregator(len(names), strategy, index, **dlw_kw)  # type: ignore[arg-type]
 
@@ -117,7 +151,8 @@ class NullSwapLoss:
         """
         cfg = dict(loss_cfg or {})
         known = {"lambda_id", "lambda_mse", "lambda_lpips", "lambda_d", "strategy", "index", "dlw", "sync_ranks",
-                 "mse_form", "psnr_floor", "lambda_floor"}
+                 "mse_form", "psnr_floor", "lambda_floor", "identity", "margin", "thresholds", "lambda_chroma",
+                 "perceptual_images"}
         unknown = sorted(set(cfg) - known)
         if unknown:
             raise InputError(f"nullswap loss config: expected keys among {sorted(known)}, got unknown {unknown}")
@@ -133,6 +168,7 @@ class NullSwapLoss:
         fake_logits: torch.Tensor | None,
         epoch: float,
         clean_emb: Sequence[torch.Tensor] | None = None,
+        seen: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """Eq. 13 for one batch (updates the DLW history once).
 
@@ -144,12 +180,19 @@ class NullSwapLoss:
             fake_logits: discriminator logits of ``I'_s`` for Eq. 11 (``None``: no adversarial term).
             epoch: current epoch ``t_e`` (Eq. 5).
             clean_emb: precomputed clean embeddings.
+            seen: what the recognizers are fed instead of ``protected`` (e.g. a randomly degraded copy for
+                expectation over transformation, :mod:`nullswap.losses.eot`); the quality terms always use
+                ``protected``.
 
         Returns:
             ``(total, components)``: components are floats ``loss/total``, ``loss/id``, ``loss/mse``, ``loss/lpips``,
             ``loss/adv``, and per recognizer ``id/<name>`` (Eq. 12 value) and ``dlw/<name>`` (its weight).
         """
-        id_list = identity_losses(ensemble, clean, protected, clean_emb)
+        cos = identity_cosines(ensemble, clean, protected if seen is None else seen, clean_emb)
+        if self.identity == "threshold":
+            id_list = [threshold_hinge(c, t) for c, t in zip(cos, self.targets, strict=True)]
+        else:
+            id_list = [c.mean() for c in cos]
         if len(id_list) != len(self.names):
             raise InputError(f"identity losses: expected {len(self.names)} recognizers, got {len(id_list)}")
         values = [float(v.detach()) for v in id_list]
@@ -167,8 +210,14 @@ class NullSwapLoss:
         if self.lambda_lpips > 0:
             if perceptual is None:
                 raise InputError("perceptual: expected a perceptual module when lambda_lpips > 0, got None")
-            l_lpips = perceptual_loss(perceptual, clean, protected)
+            k = self.perceptual_images or clean.shape[0]
+            l_lpips = perceptual_loss(perceptual, clean[:k], protected[:k])
             total = total + self.lambda_lpips * l_lpips
+        l_chroma = zero
+        if self.lambda_chroma > 0:
+            budget = 10.0 ** (-self.psnr_floor / 10.0) if self.psnr_floor is not None else 1e-4
+            l_chroma = chroma_loss(clean, protected)
+            total = total + self.lambda_chroma * l_chroma / budget
         l_adv = zero
         if fake_logits is not None:
             l_adv = generator_adversarial_loss(fake_logits)
@@ -176,10 +225,14 @@ class NullSwapLoss:
                 total = total + self.lambda_d * l_adv
         comps = {"loss/total": float(total.detach()), "loss/id": float(l_id.detach()),
                  "loss/mse": float(l_mse.detach()), "loss/lpips": float(l_lpips.detach()),
-                 "loss/adv": float(l_adv.detach()), "loss/floor": float(l_floor.detach())}
-        for name, v, w in zip(self.names, values, weights, strict=True):
+                 "loss/adv": float(l_adv.detach()), "loss/floor": float(l_floor.detach()),
+                 "loss/chroma": float(l_chroma.detach())}
+        for i, (name, v, w) in enumerate(zip(self.names, values, weights, strict=True)):
             comps[f"id/{name}"] = float(v)
             comps[f"dlw/{name}"] = float(w)
+            comps[f"cos/{name}"] = float(cos[i].detach().mean())
+            if self.targets:
+                comps[f"above_target/{name}"] = float((cos[i].detach() > self.targets[i]).float().mean())
         return total, comps
 
     def state_dict(self) -> dict[str, Any]:

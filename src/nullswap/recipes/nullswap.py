@@ -23,6 +23,8 @@ from torch.nn.modules.module import _IncompatibleKeys
 
 from nullswap.errors import InputError
 from nullswap.losses.adversarial import discriminator_loss
+from nullswap.losses.eot import EOTConfig, RandomDegradation
+from nullswap.losses.identity import clean_embeddings
 from nullswap.losses.nullswap import NullSwapLoss
 from nullswap.protectors.base import Protector
 from nullswap.protectors.nullswap import (
@@ -49,6 +51,12 @@ class NullSwapRecipe(nn.Module):
             ``dlw``). With ``lambda_d == 0`` no discriminator is built (``discriminator is None``).
         ensemble: frozen recognizer ensemble fed with the generator's crops.
         perceptual: frozen perceptual distance ``(x, y) -> (B,)`` on [0,1] images (Eq. 9).
+        eot: expectation over transformation (:class:`~nullswap.losses.eot.EOTConfig` fields); ``None`` = off.
+        seed: seed of the EOT draws.
+
+    Clean embeddings are the fixed targets of Eq. 12, so when :meth:`generator_step` is given the dataset indices of
+    the batch they are computed once per crop and kept (on the CPU) for later epochs: a recognizer forward pass per
+    image saved from every step after the first epoch.
     """
 
     def __init__(
@@ -57,6 +65,8 @@ class NullSwapRecipe(nn.Module):
         loss_cfg: dict[str, Any],
         ensemble: RecognizerEnsemble,
         perceptual: nn.Module,
+        eot: dict[str, Any] | None = None,
+        seed: int = 0,
     ) -> None:
         super().__init__()
         self.config = NullSwapConfig.from_dict(model_cfg)
@@ -68,6 +78,9 @@ class NullSwapRecipe(nn.Module):
         )
         self.ensemble = ensemble
         self.perceptual = perceptual
+        self.eot_config = EOTConfig.from_dict(eot) if eot is not None else None
+        self.degrade = RandomDegradation(self.eot_config, seed) if self.eot_config is not None else None
+        self._emb_cache: dict[int, list[torch.Tensor]] = {}
         for helper in (ensemble, perceptual):
             helper.eval()
             for p in helper.parameters():
@@ -106,7 +119,8 @@ class NullSwapRecipe(nn.Module):
             )
         ensemble = RecognizerEnsemble(names, source_template=template, weights_dir=weights_dir)
         perceptual = create_perceptual(cfg.get("perceptual", "auto"))
-        return cls(model_cfg, dict(cfg.get("loss") or {}), ensemble, perceptual)
+        return cls(model_cfg, dict(cfg.get("loss") or {}), ensemble, perceptual, eot=cfg.get("eot"),
+                   seed=int(cfg.get("seed", 0)))
 
     # --- modes and state --------------------------------------------------------------------------------------
 
@@ -154,31 +168,55 @@ class NullSwapRecipe(nn.Module):
         return {"generator": gen, "discriminator": disc}
 
     def extra_state(self) -> dict[str, Any]:
-        """JSON-serialisable non-tensor state: the DLW history (exact resume)."""
-        return {"dlw": self.criterion.state_dict()}
+        """JSON-serialisable non-tensor state: the DLW history and the EOT draw state (exact resume)."""
+        out: dict[str, Any] = {"dlw": self.criterion.state_dict()}
+        if self.degrade is not None:
+            version, internal, gauss = self.degrade.rng.getstate()
+            out["eot_rng"] = [version, list(internal), gauss]
+        return out
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`extra_state` output (a missing ``dlw`` entry leaves a fresh history)."""
+        """Restore :meth:`extra_state` output (a missing entry leaves a fresh history / draw state)."""
         if state and "dlw" in state:
             self.criterion.load_state_dict(state["dlw"])
+        if state and "eot_rng" in state and self.degrade is not None:
+            version, internal, gauss = state["eot_rng"]
+            self.degrade.rng.setstate((version, tuple(internal), gauss))
+
+    def _clean_embeddings(self, images: torch.Tensor, indices: torch.Tensor | None) -> list[torch.Tensor]:
+        """Clean embeddings of the batch, from the per-crop cache where the dataset indices are known."""
+        if indices is None:
+            return clean_embeddings(self.ensemble, images)
+        idx = [int(i) for i in indices.tolist()]
+        todo = [j for j, i in enumerate(idx) if i not in self._emb_cache]
+        if todo:
+            fresh = clean_embeddings(self.ensemble, images[todo])
+            for k, j in enumerate(todo):
+                self._emb_cache[idx[j]] = [e[k].detach().cpu() for e in fresh]
+        n = len(self.ensemble)
+        return [torch.stack([self._emb_cache[i][r] for i in idx]).to(images.device) for r in range(n)]
 
     # --- steps ------------------------------------------------------------------------------------------------
 
-    def generator_step(self, images: torch.Tensor, epoch: int) -> tuple[torch.Tensor, dict[str, float], torch.Tensor]:
+    def generator_step(
+        self, images: torch.Tensor, epoch: int, indices: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, dict[str, float], torch.Tensor]:
         """Generator loss (Eq. 13) on a batch of clean crops ``I_s``.
 
         Args:
             images: ``(B,3,H,W)`` crops in [0,1] aligned to the ensemble's source template.
             epoch: 0-based epoch ``t_e`` (drives Eq. 5).
+            indices: the crops' dataset indices (enables the clean-embedding cache); ``None`` computes them.
 
         Returns:
             ``(loss, logs, protected)``; ``protected`` is ``I'_s`` (still attached to the graph).
         """
         protected = self.generator(images)
         fake_logits = self.discriminator(protected) if self.discriminator is not None else None
+        seen = self.degrade(protected) if self.degrade is not None else None
         loss, logs = self.criterion(
             images, protected, ensemble=self.ensemble, perceptual=self.perceptual, fake_logits=fake_logits,
-            epoch=epoch,
+            epoch=epoch, clean_emb=self._clean_embeddings(images, indices), seen=seen,
         )
         return loss, logs, protected
 
@@ -217,6 +255,7 @@ class NullSwapRecipe(nn.Module):
             "recognizers": list(self.ensemble.names),
             "perceptual": getattr(self.perceptual, "name", type(self.perceptual).__name__),
             "loss": self.loss_cfg,
+            "eot": self.eot_config.to_dict() if self.eot_config is not None else None,
         }
         save_nullswap(out_dir, self.generator, self.config, extra)
 

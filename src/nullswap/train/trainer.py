@@ -16,6 +16,7 @@ Nothing distributed happens at import time; Fabric is created in :meth:`Trainer.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 import time
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from nullswap.datasets.faces import AlignedFaces, identity_disjoint_split, limit_records, scan_faces
 from nullswap.errors import InputError
@@ -58,6 +59,20 @@ class ResumableSampler(Sampler[int]):
         perm = torch.randperm(self.n, generator=g)[: (self.n // self.world) * self.world]
         shard = perm[self.rank :: self.world].tolist()
         return iter(shard[self.start :])
+
+
+class IndexedDataset(Dataset):
+    """``(item..., index)``: a dataset whose items also carry their index (for per-crop caches in recipes)."""
+
+    def __init__(self, base: Dataset) -> None:
+        self.base = base
+
+    def __len__(self) -> int:
+        return len(self.base)  # type: ignore[arg-type]
+
+    def __getitem__(self, i: int) -> tuple[Any, ...]:
+        item = self.base[i]
+        return (*item, i) if isinstance(item, tuple) else (item, i)
 
 
 @dataclass
@@ -182,7 +197,8 @@ class Trainer:
 
         bs = int(t["batch_size"])
         sampler = ResumableSampler(len(train_set), int(cfg.get("seed", 0)), fabric.global_rank, fabric.world_size)
-        loader = DataLoader(train_set, batch_size=bs, sampler=sampler, drop_last=True,
+        wants_indices = "indices" in inspect.signature(recipe.generator_step).parameters
+        loader = DataLoader(IndexedDataset(train_set), batch_size=bs, sampler=sampler, drop_last=True,
                             num_workers=int(cfg["data"].get("num_workers", 0)))
         loader = fabric.setup_dataloaders(loader, use_distributed_sampler=False)
         accum = max(1, int(t.get("accumulate", 1)))
@@ -222,12 +238,13 @@ class Trainer:
             sampler.set_epoch(epoch, start=batch_in_epoch * bs)
             micro = 0
             opt_g.zero_grad(set_to_none=True)  # an epoch's incomplete accumulation never leaks into the next
-            for images, _labels in loader:
+            for images, _labels, indices in loader:
                 images = images.to(fabric.device)
                 last_micro = (micro + 1) % accum == 0
+                step_kw = {"indices": indices} if wants_indices else {}
                 with fabric.no_backward_sync(recipe.generator, enabled=not last_micro):
                     with fabric.autocast():
-                        loss_g, logs_g, protected = recipe.generator_step(images, epoch)
+                        loss_g, logs_g, protected = recipe.generator_step(images, epoch, **step_kw)
                     fabric.backward(loss_g / accum)
                 logs_d: dict[str, float] = {}
                 if opt_d is not None:
@@ -279,29 +296,67 @@ class Trainer:
             log.info("checkpoint at step %d -> %s", step, folder)
         self.fabric.barrier()
 
+    def _eval_ensemble(self, recipe):
+        """The training ensemble plus ``eval_recognizers`` (unseen in training), built once."""
+        if getattr(self, "_eval_ens", None) is None:
+            from nullswap.recognizers.ensemble import RecognizerEnsemble
+
+            seen = list(recipe.ensemble.names)
+            unseen = [n for n in (self.cfg.get("eval_recognizers") or []) if n not in seen]
+            extra = RecognizerEnsemble(unseen, source_template=recipe.ensemble.source_template,
+                                       weights_dir=self.cfg.get("weights_dir")).to(self.fabric.device) if unseen else None
+            self._eval_ens = (seen, unseen, extra)
+        return self._eval_ens
+
     @torch.no_grad()
     def _evaluate(self, recipe, faces: torch.Tensor, step: int) -> dict[str, float]:
-        """Held-out identities: mean cosine(clean, protected) per training recognizer, and PSNR (dB)."""
+        """Held-out identities, raw generator output (no inference guard).
+
+        Reports PSNR (dB), and per recognizer (training ones and ``eval_recognizers``, the unseen ones) the mean
+        cosine(clean, protected) and the share of faces below its LFW-calibrated threshold, also after a real JPEG
+        q75 round trip of the protected crops (``val/jpeg75/...``).
+        """
         from nullswap.metrics.quality import psnr
+        from nullswap.recognizers.thresholds import verification_thresholds
+        from nullswap.robustness import apply_perturbation
 
         gen = recipe.generator
         was_training = gen.training
         gen.eval()
-        prot = recipe.protector()
         g = torch.Generator(device=self.fabric.device).manual_seed(1234)
+        seen, unseen, extra = self._eval_ensemble(recipe)
+        names = seen + unseen
+        thr = verification_thresholds()
         cos: dict[str, list[torch.Tensor]] = {}
         ps: list[torch.Tensor] = []
         for i in range(0, faces.shape[0], 16):
             x = faces[i : i + 16].to(self.fabric.device)
-            y = prot.protect(x, generator=g).float()
+            y = gen(x, generator=g).float().clamp(0, 1)
             ps.append(psnr(y, x).cpu())
-            for name, a, b in zip(recipe.ensemble.names, recipe.ensemble(x), recipe.ensemble(y), strict=True):
-                cos.setdefault(name, []).append((a * b).sum(1).cpu())
+            yj = apply_perturbation(y, "jpeg", 75.0)
+            embs = {}
+            for tag, img in (("clean", x), ("prot", y), ("jpeg", yj)):
+                e = list(recipe.ensemble(img)) + (list(extra(img)) if extra is not None else [])
+                embs[tag] = e
+            for k, name in enumerate(names):
+                cos.setdefault(name, []).append((embs["clean"][k] * embs["prot"][k]).sum(1).cpu())
+                cos.setdefault(f"jpeg75/{name}", []).append((embs["clean"][k] * embs["jpeg"][k]).sum(1).cpu())
         gen.train(was_training)
         out = {"step": float(step), "val/psnr": float(torch.cat(ps).mean())}
-        for name, v in cos.items():
-            out[f"val/cos/{name}"] = float(torch.cat(v).mean())
-        out["val/cos/mean"] = float(sum(out[f"val/cos/{n}"] for n in cos) / max(len(cos), 1))
+        for key, v in cos.items():
+            c = torch.cat(v)
+            name = key.split("/")[-1]
+            prefix = "val/jpeg75" if key.startswith("jpeg75/") else "val"
+            group = "seen" if name in seen else "unseen"
+            out[f"{prefix}/cos/{group}/{name}"] = float(c.mean())
+            if name in thr:
+                out[f"{prefix}/below/{group}/{name}"] = float((c < thr[name]).float().mean())
+        for prefix in ("val", "val/jpeg75"):
+            for group in ("seen", "unseen"):
+                vals = [v for k, v in out.items() if k.startswith(f"{prefix}/below/{group}/")]
+                if vals:
+                    out[f"{prefix}/below/{group}/min"] = float(min(vals))
+        out["val/cos/mean"] = float(sum(out[f"val/cos/seen/{n}"] for n in seen) / max(len(seen), 1))
         self.fabric.log_dict({k: v for k, v in out.items() if k != "step"}, step=step)
         log.info("eval step %d: %s", step, {k: round(v, 4) for k, v in out.items()})
         return out
@@ -317,4 +372,4 @@ def steps_for(n_images: int, batch_size: int, epochs: int) -> int:
     return max(1, math.floor(n_images / batch_size)) * epochs
 
 
-__all__ = ["FitResult", "ResumableSampler", "Trainer", "build_datasets", "build_recipe", "steps_for"]
+__all__ = ["FitResult", "IndexedDataset", "ResumableSampler", "Trainer", "build_datasets", "build_recipe", "steps_for"]

@@ -1,0 +1,108 @@
+"""Issue-12 objective options: threshold-aware identity term, chroma penalty, EOT degradations, max_delta bound."""
+
+import random
+
+import pytest
+import torch
+
+from nullswap.errors import InputError
+from nullswap.losses import NullSwapLoss
+from nullswap.losses.eot import EOTConfig, RandomDegradation, gaussian_blur, jpeg_differentiable, resize_round_trip
+from nullswap.losses.identity import identity_cosines, threshold_hinge, threshold_target
+from nullswap.losses.reconstruction import chroma_loss
+from nullswap.protectors.nullswap import NullSwapConfig, NullSwapGenerator
+from nullswap.recognizers.ensemble import RecognizerEnsemble
+from tests.losses.test_losses import L1Perceptual, TinyRecognizer
+
+
+def test_threshold_target_and_hinge_hand_values():
+    assert threshold_target(0.906, 0.5) == pytest.approx(0.859)
+    assert threshold_target(0.283, 0.5) == pytest.approx(-0.0755)
+    cos = torch.tensor([0.9, 0.1, -0.5, 0.3])
+    # relu(cos - 0.2) = [0.7, 0, 0, 0.1] -> mean 0.2, / (1 - 0.2)
+    assert float(threshold_hinge(cos, 0.2)) == pytest.approx(0.2 / 0.8)
+    # a face already below the target gets no gradient
+    c = torch.tensor([0.9, -0.5], requires_grad=True)
+    threshold_hinge(c, 0.2).backward()
+    assert c.grad.tolist() == pytest.approx([0.5 / 0.8, 0.0])
+
+
+def test_threshold_identity_loss_uses_given_thresholds_and_seen_images():
+    ens = RecognizerEnsemble([TinyRecognizer(0), TinyRecognizer(1)], source_template="protector-128")
+    x = torch.rand(3, 3, 128, 128, generator=torch.Generator().manual_seed(0))
+    y = (x + 0.05 * torch.randn(x.shape, generator=torch.Generator().manual_seed(1))).clamp(0, 1)
+    thr = {"tiny-0": 0.5, "tiny-1": 0.9}
+    crit = NullSwapLoss(ens.names, identity="threshold", margin=0.5, thresholds=thr, strategy="average",
+                        lambda_lpips=0, lambda_d=0)
+    cos = identity_cosines(ens, x, y)
+    _, comps = crit(x, y, ensemble=ens, perceptual=None, fake_logits=None, epoch=0)
+    for i, name in enumerate(ens.names):
+        t = threshold_target(thr[name], 0.5)
+        assert comps[f"id/{name}"] == pytest.approx(float(threshold_hinge(cos[i], t)), abs=1e-6)
+        assert comps[f"cos/{name}"] == pytest.approx(float(cos[i].mean()), abs=1e-6)
+    # ``seen`` replaces what the recognizers see, not the quality terms
+    _, c2 = crit(x, y, ensemble=ens, perceptual=None, fake_logits=None, epoch=0, seen=x)
+    assert c2["cos/tiny-0"] == pytest.approx(1.0, abs=1e-5)
+    assert c2["loss/mse"] == pytest.approx(comps["loss/mse"])
+    with pytest.raises(InputError, match="identity"):
+        NullSwapLoss(ens.names, identity="hinge")
+
+
+def test_chroma_loss_zero_for_grey_changes_and_hand_value():
+    x = torch.rand(2, 3, 8, 8)
+    grey = x + 0.1 * torch.ones(2, 1, 8, 8)  # equal change on R, G, B: luminance only
+    assert float(chroma_loss(x, grey)) == pytest.approx(0.0, abs=1e-10)
+    red = x.clone()
+    red[:, 0] += 0.1
+    # Cb = -0.168736 * 0.1, Cr = 0.5 * 0.1, mean over the two chroma planes
+    assert float(chroma_loss(x, red)) == pytest.approx(((0.0168736**2) + 0.05**2) / 2, rel=1e-4)
+
+
+def test_perceptual_images_subsamples_the_batch():
+    ens = RecognizerEnsemble([TinyRecognizer(0)], source_template="protector-128")
+    x = torch.rand(4, 3, 128, 128)
+    y = x.clone()
+    y[2:] = (y[2:] + 0.2).clamp(0, 1)  # only the last two images differ
+    full = NullSwapLoss(ens.names, lambda_d=0)
+    sub = NullSwapLoss(ens.names, lambda_d=0, perceptual_images=2)
+    _, a = full(x, y, ensemble=ens, perceptual=L1Perceptual(), fake_logits=None, epoch=0)
+    _, b = sub(x, y, ensemble=ens, perceptual=L1Perceptual(), fake_logits=None, epoch=0)
+    assert a["loss/lpips"] > 0 and b["loss/lpips"] == 0.0
+
+
+def test_eot_degradations_are_differentiable_and_seeded():
+    x = torch.rand(2, 3, 64, 64, requires_grad=True)
+    for y in (jpeg_differentiable(x, torch.tensor([60.0, 90.0])), resize_round_trip(x, 0.5), gaussian_blur(x, 0.8)):
+        assert y.shape == x.shape
+        g = torch.autograd.grad(y.sum(), x)[0]
+        assert g.abs().sum() > 0
+    assert resize_round_trip(x, 1.0) is x
+    a, b = RandomDegradation(EOTConfig(p=1.0), seed=3), RandomDegradation(EOTConfig(p=1.0), seed=3)
+    kinds_a = [(a(x.detach()), a.last)[1] for _ in range(6)]
+    kinds_b = [(b(x.detach()), b.last)[1] for _ in range(6)]
+    assert kinds_a == kinds_b and set(kinds_a) <= {"jpeg", "resize", "blur"}
+    off = RandomDegradation(EOTConfig(p=0.0))
+    assert off(x) is x and off.last == "none"
+    with pytest.raises(InputError, match="jpeg_quality"):
+        EOTConfig(jpeg_quality=(90, 50))
+    with pytest.raises(InputError, match="unknown"):
+        EOTConfig.from_dict({"prob": 0.5})
+    # the RNG state round-trips through JSON-like lists (exact resume)
+    st = a.rng.getstate()
+    r = random.Random()
+    r.setstate((st[0], tuple(list(st[1])), st[2]))
+    assert r.random() == a.rng.random()
+
+
+def test_max_delta_bounds_every_pixel_change():
+    torch.manual_seed(0)
+    cfg = NullSwapConfig(L=1, M=1, N=1, image_size=64, id_channels=8, perturb_channels=8, feature_channels=8,
+                         cloak_channels=8, residual_init_std=2.0, max_delta=4.0)
+    g = NullSwapGenerator(cfg).eval()
+    x = torch.rand(2, 3, 64, 64)
+    for s in (0.5, 1.0, 1.5):
+        d = (g(x, perturbation_scale=s) - x).detach().abs().max()
+        assert float(d) <= 4.0 / 255 * s + 1e-6
+    assert torch.equal(g(x, perturbation_scale=0.0), x)
+    with pytest.raises(InputError, match="max_delta"):
+        NullSwapConfig(max_delta=-1)
