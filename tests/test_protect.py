@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from nullswap.batch import expand_inputs, plan_outputs
 from nullswap.cli.main import app
+from nullswap.protectors import Protector, register_protector
 
 runner = CliRunner()
 FAST = ["--method", "fgsm", "--strength", "low", "--seed", "0", "--recognizers", "mobilefacenet-casia"]
@@ -81,15 +82,15 @@ def test_bad_inputs_each_get_their_outcome_and_originals_are_untouched(shared, t
 
     # resume: a second run skips what was done (the truncated file still fails)
     r2 = runner.invoke(app, ["protect", str(d), "--out", str(out), *FAST], env={"COLUMNS": "200"})
-    assert r2.exit_code == 1 and "skipped: 3" in r2.output
+    assert r2.exit_code == 1 and "3 skipped" in r2.output
 
-    # a read-only output folder: every photo fails, cleanly, exit 1
+    # a read-only output folder: the run stops before the first photo, exit 2
     if os.geteuid() != 0:  # root ignores permissions
         ro = tmp_path / "ro"
         ro.mkdir()
         ro.chmod(0o500)
         r3 = runner.invoke(app, ["protect", str(d / "face.jpg"), "--out", str(ro), *FAST])
-        assert r3.exit_code == 1
+        assert r3.exit_code == 2 and "output folder" in r3.output
         ro.chmod(0o700)
 
 
@@ -105,6 +106,13 @@ def test_protect_group_photo_with_report(shared, tmp_path):
     assert f0["protected"]["psnr"] > 30 and 0 < f0["protected"]["ssim"] <= 1
     assert "mobilefacenet-casia" in f0["protected"]["recognizers"]
     assert "jpeg75" in f0
+    # every face has a verdict from arcface-mbf plus recognizers fgsm did not attack, marked seen/unseen
+    v0 = f0["verdict"]
+    assert v0["outcome"] in ("protected", "partial", "weak") and v0["strength"] == "low"
+    assert "arcface-mbf" in v0["verifiers"] and all(x["seen"] is False for x in v0["verifiers"].values())
+    assert set(v0["verifiers"]["human-mobilefacenet"]["thresholds"]) == {"best", "far_1e-02", "far_1e-03"}
+    assert f0["protected"]["recognizers"]["mobilefacenet-casia"]["seen"] is True
+    assert r.output.count("fooled ") >= len(rep["faces"])  # one spelled-out verdict per face
     # every face was changed, pixels away from the faces were not (PNG: lossless)
     a = np.asarray(Image.open(src)).astype(int)
     b = np.asarray(Image.open(tmp_path / "out" / "group.png")).astype(int)
@@ -132,3 +140,66 @@ def test_python_api_protect(shared):
     assert len(p.faces) == 1 and p.image.shape == p.source.tensor.shape
     diff = (p.image - p.source.tensor).abs()
     assert 0 < float(diff.max()) <= 4 / 255 + 2 / 255  # within eps (+ paste-back resampling)
+
+
+class _Stub(Protector):
+    """A protector that changes nothing, or (``roll`` at ``high``) shifts the face so no recognizer matches it."""
+
+    name = "test-stub"
+
+    def __init__(self, roll: bool) -> None:
+        super().__init__()
+        self.roll = roll
+
+    def protect(self, faces: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
+        return faces.roll(faces.shape[-1] // 2, -1) if self.roll else faces.clone()
+
+
+register_protector("test-noop", "test stub: returns the crops unchanged")(lambda **_: _Stub(False))
+register_protector("test-high-only", "test stub: works at strength high only")(
+    lambda strength="mid", **_: _Stub(strength == "high"))
+
+
+@pytest.mark.shared
+def test_weak_face_is_labelled_weak_and_until_protected_escalates(shared, tmp_path):
+    d = tmp_path / "in"
+    src = _small_photo(shared / "data" / "photos" / "obama1.jpg", d / "face.jpg")
+    before = _sha(src)
+    out = tmp_path / "out"
+    # a protector that does nothing: weak on every verifier, even after trying every strength
+    r = runner.invoke(app, ["protect", str(src), "--out", str(out / "a"), "--method", "test-noop", "--strength", "low",
+                            "--until-protected", "--fail-on", "weak", "--report"], env={"COLUMNS": "80"})
+    assert r.exit_code == 3, r.output
+    assert "fooled 0 of" in r.output and "1 face verified weak" in r.output
+    rep = json.loads((out / "a" / "face.report.json").read_text())
+    v = rep["faces"][0]["verdict"]
+    assert v["outcome"] == "weak" and v["strengths_tried"] == ["low", "mid", "high"]
+    assert all(x["cosine"] > 0.99 for x in v["verifiers"].values())
+    assert max(len(ln) for ln in r.output.splitlines()) <= 80
+    # weak at low and mid, redone until high fools every verifier: protected, at the strength it needed
+    r = runner.invoke(app, ["protect", str(src), "--out", str(out / "b"), "--method", "test-high-only",
+                            "--strength", "low", "--until-protected", "--fail-on", "partial"])
+    assert r.exit_code == 0, r.output
+    man = json.loads((out / "b" / ".nullswap-manifest.json").read_text())
+    assert man["face.jpg"]["status"] == "protected" and man["face.jpg"]["verdicts"][0]["strength"] == "high"
+    # without --until-protected (not auto): one pass, weak
+    r = runner.invoke(app, ["protect", str(src), "--out", str(out / "c"), "--method", "test-high-only",
+                            "--strength", "low", "--fail-on", "weak"])
+    assert r.exit_code == 3, r.output
+    assert _sha(src) == before  # the input's bytes are unchanged
+
+
+@pytest.mark.shared
+def test_shipped_checkpoint_without_method_and_bad_combinations(shared, tmp_path):
+    from nullswap.protection import packaged_checkpoint
+
+    ck = packaged_checkpoint()
+    if ck is None:
+        pytest.skip("no packaged NullSwap checkpoint")
+    src = _small_photo(shared / "data" / "photos" / "obama1.jpg", tmp_path / "in" / "face.png", size=300)
+    r = runner.invoke(app, ["protect", str(src), "--out", str(tmp_path / "o"), "--checkpoint", str(ck),
+                            "--no-verify"])
+    assert r.exit_code == 0 and "method nullswap" in r.output, r.output
+    r = runner.invoke(app, ["protect", str(src), "--out", str(tmp_path / "o2"), "--checkpoint", str(ck),
+                            "--method", "pgd"])
+    assert r.exit_code == 2 and "expected no checkpoint" in r.output and "Traceback" not in r.output

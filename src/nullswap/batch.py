@@ -10,8 +10,12 @@ Rules (what ``nullswap protect`` documents):
   get ``NAME-2.EXT``, ``NAME-3.EXT``, ... (logged).
 - Resume: a manifest ``.nullswap-manifest.json`` in each output folder records, per output file, the source's sha256 and
   the settings. A photo whose output exists with a matching manifest entry is skipped.
-- Outcomes per photo: ``protected``, ``skipped`` (done before), ``no-face`` (nothing to protect: no output written,
-  not a failure), ``failed`` (unreadable or not an image, unwritable output, ...: reported, the batch goes on).
+- Outcomes per photo: its worst face's verdict, ``protected``, ``partial`` or ``weak`` (:mod:`nullswap.verdict`;
+  ``unverified`` when verification is off; the output is written in every case), ``skipped`` (done before: the
+  verdicts recorded then are kept), ``no-face`` (nothing to protect: no output written, not a failure), ``failed``
+  (unreadable or not an image, unwritable output, ...: reported, the batch goes on).
+- Before the work: :func:`check_output_folders` creates and probes every output folder, so an unwritable one stops
+  the run before the first photo.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import glob
 import hashlib
 import json
 import logging
+import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,11 +52,16 @@ class Outcome:
 
     source: Path
     output: Path | None
-    status: str  # protected | skipped | no-face | failed
+    status: str  # protected | partial | weak | unverified | skipped | no-face | failed
     faces: int = 0
     message: str = ""
     report: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    verdicts: list[dict[str, Any]] = field(default_factory=list)  # per face: FaceVerdict.to_dict() (+ "box")
+
+
+#: Every photo status, in summary order.
+STATUSES: tuple[str, ...] = ("protected", "partial", "weak", "unverified", "skipped", "no-face", "failed")
 
 
 def expand_inputs(inputs: Sequence[str | Path]) -> tuple[list[Path], list[Outcome]]:
@@ -80,6 +90,8 @@ def expand_inputs(inputs: Sequence[str | Path]) -> tuple[list[Path], list[Outcom
                 bad.append(Outcome(p, None, "failed", message="the pattern matches no image"))
             for m in files:
                 found[m] = None
+        elif p.is_symlink():
+            bad.append(Outcome(p, None, "failed", message="broken or looping symbolic link"))
         else:
             bad.append(Outcome(p, None, "failed", message="no such file or folder"))
     return list(found), bad
@@ -110,6 +122,24 @@ def _write_manifest(folder: Path, data: dict[str, Any]) -> None:
     tmp.replace(folder / MANIFEST)
 
 
+def check_output_folders(folders: Iterable[Path]) -> None:
+    """Create every output folder and write (then remove) a probe file in it, before any photo is processed.
+
+    Raises:
+        InputError: a folder cannot be created or written to (names it and the system's reason).
+    """
+    for folder in dict.fromkeys(folders):
+        probe = folder / f".nullswap-write-test-{os.getpid()}"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as e:
+            reason = e.strerror or type(e).__name__
+            raise InputError(f"output folder {str(folder)!r}: expected a folder this user can write to, got "
+                             f"{reason.lower()}") from None
+
+
 def plan_outputs(photos: Iterable[Path], out: Path | None) -> list[Job]:
     """Assign every photo a collision-free output path (see module rules)."""
     taken: set[Path] = set()
@@ -134,7 +164,7 @@ def run_batch(
     *,
     settings: dict[str, Any],
     report: bool = False,
-    strip_gps: bool = False,
+    strip_gps: bool = True,
     on_done: Callable[[Outcome], None] | None = None,
 ) -> list[Outcome]:
     """Protect every job's photo, never stopping on one photo's failure.
@@ -144,7 +174,7 @@ def run_batch(
         protect_file: ``path -> ProtectedImage``.
         settings: recorded in the manifest; a changed setting re-protects.
         report: write ``NAME.report.json`` beside each output.
-        strip_gps: drop EXIF GPS from outputs.
+        strip_gps: drop EXIF GPS from outputs (default; ``False`` keeps the location).
         on_done: called after each photo (progress).
     """
     outcomes: list[Outcome] = []
@@ -161,9 +191,10 @@ def run_batch(
             continue
         man = manifests.setdefault(folder, _read_manifest(folder))
         outcome = _one(job, man, protect_file, settings, report, strip_gps)
-        if outcome.status == "protected" and outcome.output is not None:
+        if outcome.status in WRITTEN and outcome.output is not None:
             man[outcome.output.name] = {"source": str(job.source), "sha256": outcome.extra.get("sha256"),
-                                        "settings": settings, "faces": outcome.faces}
+                                        "settings": settings, "faces": outcome.faces, "status": outcome.status,
+                                        "verdicts": [_compact(v) for v in outcome.verdicts]}
             try:
                 _write_manifest(folder, man)
             except OSError as e:
@@ -174,7 +205,17 @@ def run_batch(
     return outcomes
 
 
-def _one(job: Job, man: dict[str, Any], protect_file, settings, report: bool, strip_gps: bool) -> Outcome:
+#: Statuses of a photo whose output was written by this run.
+WRITTEN = ("protected", "partial", "weak", "unverified")
+
+
+def _compact(v: dict[str, Any]) -> dict[str, Any]:
+    """What the manifest keeps of a face verdict (enough to report it again when the photo is skipped)."""
+    return {k: v[k] for k in ("outcome", "summary", "strength", "box") if k in v}
+
+
+def _one(job: Job, man: dict[str, Any], protect_file: Callable[[Path], Any], settings: dict[str, Any], report: bool,
+         strip_gps: bool) -> Outcome:
     try:
         digest = sha256_of(job.source)
     except OSError as e:
@@ -184,7 +225,10 @@ def _one(job: Job, man: dict[str, Any], protect_file, settings, report: bool, st
         done = output.parent / name
         if (entry.get("source") == str(job.source) and entry.get("sha256") == digest
                 and entry.get("settings") == settings and done.exists()):
-            return Outcome(job.source, done, "skipped", faces=int(entry.get("faces", 0)), message="done before")
+            return Outcome(job.source, done, "skipped", faces=int(entry.get("faces", 0)),
+                           message=f"done before ({entry.get('status', 'protected')})",
+                           verdicts=list(entry.get("verdicts", [])),
+                           extra={"previous_status": entry.get("status", "protected")})
     if output.exists():
         k = 2
         stem = output.stem
@@ -211,8 +255,10 @@ def _one(job: Job, man: dict[str, Any], protect_file, settings, report: bool, st
             written.with_name(written.stem + ".report.json").write_text(json.dumps(result.report, indent=1))
         except OSError as e:
             log.warning("could not write the report for %s: %s", written, e)
-    return Outcome(job.source, written, "protected", faces=len(result.faces), report=result.report,
-                   extra={"sha256": digest})
+    verdicts = [{**f.verdict.to_dict(), "box": f.box} for f in result.faces if f.verdict is not None]
+    return Outcome(job.source, written, result.status, faces=len(result.faces), report=result.report,
+                   extra={"sha256": digest}, verdicts=verdicts)
 
 
-__all__ = ["MANIFEST", "Job", "Outcome", "expand_inputs", "plan_outputs", "run_batch", "sha256_of"]
+__all__ = ["MANIFEST", "STATUSES", "WRITTEN", "Job", "Outcome", "check_output_folders", "expand_inputs",
+           "plan_outputs", "run_batch", "sha256_of"]

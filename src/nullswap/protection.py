@@ -1,8 +1,12 @@
-"""Protecting whole photos: detect every face, align, cloak, paste back at full resolution, and report.
+"""Protecting whole photos: detect every face, align, cloak, paste back at full resolution, verify, and report.
 
 This is what ``nullswap protect`` and :func:`nullswap.protect` run. Pixels outside the faces' feathered masks are
 untouched (the paste-back adds only the protector's change, "delta" mode), so a photo with no detectable face comes
 back unchanged.
+
+After the paste-back every face is *verified* (:mod:`nullswap.verdict`): a verification set of recognizers compares
+the protected face with the clean one, and the face is ``protected``, ``partial`` or ``weak``. With
+``until_protected`` a ``weak`` face is cloaked again at the next strength (low -> mid -> high).
 """
 
 from __future__ import annotations
@@ -20,26 +24,35 @@ import torch
 from PIL import Image
 
 from nullswap.checks import check_image_batch
-from nullswap.errors import InputError, NullswapError, WeightsNotFoundError
+from nullswap.errors import InputError, NullswapError, WeightsError, WeightsNotFoundError
 from nullswap.faces.alignment import align_faces
 from nullswap.faces.detection import FaceDetector, create_detector
 from nullswap.faces.io import LoadedImage, read_image, to_uint8
 from nullswap.faces.pasteback import paste_back
+from nullswap.verdict import FaceVerdict, Verifier, choose_verifiers, optimised_recognizers, worst_outcome
 
 log = logging.getLogger(__name__)
 
 METHODS = ("nullswap", "pgd", "fgsm", "idguard", "ars", "retentive")
 STRENGTHS = ("low", "mid", "high")
 
+#: ``config.json`` ``format`` of each trainable protector's checkpoint -> protector name.
+CHECKPOINT_FORMATS: dict[str, str] = {"nullswap-generator": "nullswap", "idguard-generator": "idguard",
+                                      "ars-generator": "ars", "retentive-generator": "retentive"}
+
+#: Methods that optimise each photo and take no checkpoint.
+PER_IMAGE_METHODS = ("pgd", "fgsm")
+
 
 @dataclass
 class FaceResult:
-    """One protected face: its box and landmarks in the photo, and its report (if asked)."""
+    """One protected face: its box and landmarks in the photo, its verdict and its report (if asked)."""
 
     box: list[float]
     landmarks: list[list[float]]
     score: float
     report: dict[str, Any] | None = None
+    verdict: FaceVerdict | None = None
 
 
 @dataclass
@@ -61,8 +74,25 @@ class ProtectedImage:
     settings: dict[str, Any] = field(default_factory=dict)
     report: dict[str, Any] | None = None
 
-    def save(self, path: str | os.PathLike[str], *, strip_gps: bool = False, overwrite: bool = False) -> Path:
-        """Write the photo keeping the source's format metadata (ICC, EXIF, alpha); never overwrites by default."""
+    @property
+    def status(self) -> str:
+        """The photo's status: ``no-face``, ``unverified`` (verification off), or its worst face's outcome.
+
+        Outcomes rank ``weak`` < ``partial`` < ``protected``.
+        """
+        if not self.faces:
+            return "no-face"
+        worst = worst_outcome(f.verdict.outcome for f in self.faces if f.verdict is not None)
+        return worst if worst is not None and all(f.verdict is not None for f in self.faces) else "unverified"
+
+    def save(self, path: str | os.PathLike[str], *, strip_gps: bool = True, overwrite: bool = False) -> Path:
+        """Write the photo keeping the source's format metadata (ICC, EXIF, alpha); never overwrites by default.
+
+        Args:
+            path: destination.
+            strip_gps: drop the EXIF GPS block (default: a privacy tool does not pass the location on).
+            overwrite: allow replacing an existing file.
+        """
         from nullswap.faces.io import write_image
 
         return write_image(path, self.image, like=self.source, strip_gps=strip_gps, overwrite=overwrite)
@@ -93,6 +123,54 @@ def default_method() -> str:
     return "nullswap" if meta.get("default_ok") is True else "pgd"
 
 
+def checkpoint_method(checkpoint: str | os.PathLike[str]) -> str:
+    """The protector a checkpoint holds, from its ``config.json`` ``format`` (:data:`CHECKPOINT_FORMATS`).
+
+    Raises:
+        WeightsNotFoundError: no ``config.json`` in the checkpoint folder.
+        WeightsError: unreadable ``config.json`` or an unknown format.
+    """
+    p = Path(checkpoint)
+    cfg = p if p.suffix == ".json" else (p.parent if p.is_file() else p) / "config.json"
+    if not cfg.is_file():
+        raise WeightsNotFoundError(f"checkpoint {str(p)!r}: expected a folder with config.json and "
+                                   f"model.safetensors (a training run's export/), got no {str(cfg)!r}")
+    try:
+        fmt = json.loads(cfg.read_text()).get("format")
+    except (OSError, ValueError, AttributeError) as e:
+        raise WeightsError(f"checkpoint {str(cfg)!r}: expected a JSON object, got an unreadable file ({e})") from e
+    if fmt not in CHECKPOINT_FORMATS:
+        raise WeightsError(f"checkpoint {str(cfg)!r}: expected format one of {sorted(CHECKPOINT_FORMATS)}, "
+                           f"got {fmt!r}")
+    return CHECKPOINT_FORMATS[fmt]
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """A usable torch device: ``None`` -> CUDA when available, else CPU.
+
+    Raises:
+        InputError: an unknown device, or ``cuda``/``mps`` without such a device (one-line message).
+    """
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise InputError(f"device: expected cpu, cuda or cuda:N, got {str(device)!r}") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InputError(f"device: expected cpu or a CUDA GPU that torch can use, got {str(device)!r} but no "
+                             f"CUDA GPU is available (torch {torch.__version__})")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise InputError(f"device: expected cuda:0..cuda:{torch.cuda.device_count() - 1}, got {str(device)!r}")
+    elif dev.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise InputError(f"device: expected cpu or an available device, got {str(device)!r} (MPS unavailable)")
+    elif dev.type != "cpu":
+        raise InputError(f"device: expected cpu, cuda or cuda:N, got {str(device)!r}")
+    return dev
+
+
 def jpeg_roundtrip(image: torch.Tensor, quality: int = 75) -> torch.Tensor:
     """``(3,H,W)`` image through a real JPEG encode/decode (Pillow, 4:2:0 as most sharing sites re-encode)."""
     buf = io.BytesIO()
@@ -105,17 +183,29 @@ def jpeg_roundtrip(image: torch.Tensor, quality: int = 75) -> torch.Tensor:
 class PhotoProtector:
     """Protects photos with one protector; the models are built once and reused for every photo.
 
+    Everything the run needs (protector, detector, verifiers) is loaded here, so a missing weight or a bad device
+    fails before the first photo.
+
     Args:
-        method: a protector name (:data:`METHODS`; ``"auto"``: nullswap when its checkpoint is present, else pgd).
+        method: a protector name (:data:`METHODS`); ``"auto"``: the checkpoint's own method when ``checkpoint`` is
+            given, else :func:`default_method`.
         checkpoint: a NullSwap (or other trained protector) checkpoint folder; default: the packaged one.
-        strength: ``low`` / ``mid`` / ``high`` (see each protector's documented mapping).
+        strength: ``low`` / ``mid`` / ``high`` (see each protector's documented mapping): the first strength tried.
         recognizers: recognizers the per-image optimisers (pgd, fgsm) attack; default: their own defaults.
         report_recognizers: recognizers measured in the report; default: every offline recognizer whose weights are
-            present and that has an LFW-calibrated threshold.
+            present and that has an LFW-calibrated threshold, plus the verifiers.
         detector: ``mtcnn`` or ``yunet``.
-        device: ``cpu`` / ``cuda``; default: CUDA when available.
+        device: ``cpu`` / ``cuda`` / ``cuda:N``; default: CUDA when available.
         seed: makes stochastic protectors repeatable.
         batch_size: faces per protector call.
+        verify: score every face with the verification set (:mod:`nullswap.verdict`).
+        verifiers: the verification set; default: :func:`nullswap.verdict.choose_verifiers`.
+        until_protected: redo a ``weak`` face at the next strength, up to ``high``; default: on for ``auto``.
+
+    Raises:
+        InputError: bad strength, device or method/checkpoint combination.
+        WeightsError: missing or corrupt weights (protector, detector, verifiers).
+        UnknownModelError: unknown method, detector or recognizer.
     """
 
     def __init__(
@@ -130,37 +220,95 @@ class PhotoProtector:
         device: str | torch.device | None = None,
         seed: int | None = None,
         batch_size: int = 8,
+        verify: bool = True,
+        verifiers: list[str] | None = None,
+        until_protected: bool | None = None,
     ) -> None:
         from nullswap.protectors import create_protector
 
         if strength not in STRENGTHS:
             raise InputError(f"strength: expected one of {STRENGTHS}, got {strength!r}")
-        self.method = default_method() if method == "auto" else method
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        kwargs: dict[str, Any] = {"strength": strength, "device": self.device}
+        self.device = resolve_device(device)
+        if method == "auto":
+            self.method = checkpoint_method(checkpoint) if checkpoint is not None else default_method()
+        else:
+            self.method = method
+        if checkpoint is not None and self.method in PER_IMAGE_METHODS:
+            raise InputError(f"checkpoint: expected no checkpoint with method {self.method!r} (it optimises each "
+                             f"photo, it has no trained weights), got {str(checkpoint)!r}; leave --method out to use "
+                             "the checkpoint's own method")
+        if recognizers and self.method not in PER_IMAGE_METHODS:
+            log.warning("recognizers %s ignored: only pgd/fgsm take attack recognizers", recognizers)
+            recognizers = None
+        self.until_protected = (method == "auto") if until_protected is None else bool(until_protected)
+        self.strength = strength
+        self._kwargs: dict[str, Any] = {"device": self.device}
         if checkpoint is not None:
-            kwargs["checkpoint"] = str(checkpoint)
+            self._kwargs["checkpoint"] = str(checkpoint)
         if recognizers:
-            kwargs["recognizers"] = list(recognizers)
-        self.protector = create_protector(self.method, **kwargs)
+            self._kwargs["recognizers"] = list(recognizers)
+        self.protector = create_protector(self.method, strength=strength, **self._kwargs)
         self.protector.eval()
+        self._protectors: dict[str, Any] = {strength: self.protector}
         self.template = self.protector.template
         self.detector = create_detector(detector) if isinstance(detector, str) else detector
         self.seed = seed
         self.batch_size = batch_size
+        ckpt_for_meta = checkpoint if checkpoint is not None else (
+            packaged_checkpoint() if self.method == "nullswap" else None)
+        self.seen = optimised_recognizers(self.protector, ckpt_for_meta)
+        self.verifier: Verifier | None = None
+        if verify:
+            names = choose_verifiers(self.seen, verifiers)
+            self.verifier = Verifier(names, self.seen, self.device, strict=bool(verifiers))
         self.settings = {"method": self.method, "strength": strength, "checkpoint": str(checkpoint or "default"),
-                         "recognizers": recognizers, "seed": seed, "detector": self.detector.name}
+                         "recognizers": recognizers, "seed": seed, "detector": self.detector.name,
+                         "verifiers": self.verifier.names if self.verifier else None,
+                         "until_protected": self.until_protected}
         self._report_names = report_recognizers
         self._report_models: dict[str, torch.nn.Module] | None = None
 
-    def _report_recognizers(self) -> dict[str, torch.nn.Module]:
+    # ------------------------------------------------------------------------------------------------- protectors
+    def protector_at(self, strength: str) -> Any:
+        """The protector at ``strength`` (built once; PGD/FGSM reuse the loaded recognizer ensemble)."""
+        if strength not in self._protectors:
+            from nullswap.protectors import create_protector
+
+            kwargs = dict(self._kwargs)
+            ens = getattr(self.protector, "ensemble", None)
+            if ens is not None:
+                kwargs["recognizers"] = ens
+            p = create_protector(self.method, strength=strength, **kwargs)
+            p.eval()
+            self._protectors[strength] = p
+        return self._protectors[strength]
+
+    def _cloak(self, crops: torch.Tensor, strength: str, gen: torch.Generator | None) -> torch.Tensor:
+        prot = self.protector_at(strength)
+        outs = []
+        with torch.no_grad():
+            for i in range(0, crops.shape[0], self.batch_size):
+                outs.append(prot.protect(crops[i: i + self.batch_size], generator=gen))
+        return torch.cat(outs).clamp(0, 1)
+
+    # ------------------------------------------------------------------------------------------------- reports
+    def load_report_recognizers(self) -> dict[str, torch.nn.Module]:
+        """Load (once) the recognizers the report measures; call before the work to fail early.
+
+        Raises:
+            WeightsNotFoundError: an explicitly requested report recognizer is missing.
+        """
         if self._report_models is None:
             from nullswap.recognizers import create_recognizer
-            from nullswap.recognizers.thresholds import verification_thresholds
+            from nullswap.verdict import calibrated_recognizers
 
-            names = self._report_names or list(verification_thresholds())
+            names = self._report_names or list(dict.fromkeys(
+                calibrated_recognizers() + (self.verifier.names if self.verifier else [])))
             models: dict[str, torch.nn.Module] = {}
             for n in names:
+                if self.verifier is not None and n in self.verifier.models:
+                    models[n] = self.verifier.models[n]
+                    continue
                 try:
                     models[n] = create_recognizer(n, device=self.device)
                 except WeightsNotFoundError as e:
@@ -170,8 +318,9 @@ class PhotoProtector:
             self._report_models = models
         return self._report_models
 
+    # ------------------------------------------------------------------------------------------------- photos
     def protect_tensor(self, image: torch.Tensor, *, report: bool = False) -> ProtectedImage:
-        """Protect a ``(3,H,W)`` RGB image in [0,1]."""
+        """Protect a ``(3,H,W)`` RGB image in [0,1]; every face gets a verdict when verification is on."""
         img = check_image_batch(image.unsqueeze(0) if image.ndim == 3 else image, "photo")
         if img.shape[0] != 1:
             raise InputError(f"photo: expected one image (3,H,W), got a batch of {img.shape[0]}")
@@ -184,14 +333,35 @@ class PhotoProtector:
         lms = det.landmarks.to(self.device)
         crops, M = align_faces(img, lms, self.template)
         gen = torch.Generator(device=self.device).manual_seed(self.seed) if self.seed is not None else None
-        outs = []
-        with torch.no_grad():
-            for i in range(0, crops.shape[0], self.batch_size):
-                outs.append(self.protector.protect(crops[i : i + self.batch_size], generator=gen))
-        protected = torch.cat(outs).clamp(0, 1)
+        n = crops.shape[0]
+        strengths = [self.strength] * n
+        tried = [[self.strength] for _ in range(n)]
+        protected = self._cloak(crops, self.strength, gen)
         result = paste_back(img, protected, M, self.template, original_crops=crops)
-        faces = [FaceResult(b, lm, s) for b, lm, s in
-                 zip(det.boxes.tolist(), det.landmarks.tolist(), det.scores.tolist(), strict=True)]
+        verdicts: list[FaceVerdict | None] = [None] * n
+        if self.verifier is not None:
+            verdicts = list(self.verifier.verify(img, result, lms, strengths))
+            while self.until_protected:
+                redo = [i for i, v in enumerate(verdicts)
+                        if v is not None and v.outcome == "weak" and strengths[i] != STRENGTHS[-1]]
+                if not redo:
+                    break
+                for level in STRENGTHS[1:]:  # group the faces by their next strength
+                    idx = [i for i in redo if STRENGTHS[STRENGTHS.index(strengths[i]) + 1] == level]
+                    if not idx:
+                        continue
+                    log.info("faces %s verified weak: redoing them at strength %s", [i + 1 for i in idx], level)
+                    protected[idx] = self._cloak(crops[idx], level, gen)
+                    for i in idx:
+                        strengths[i] = level
+                        tried[i].append(level)
+                result = paste_back(img, protected, M, self.template, original_crops=crops)
+                verdicts = list(self.verifier.verify(img, result, lms, strengths))
+            for v, t in zip(verdicts, tried, strict=True):
+                if v is not None:
+                    v.tried = t
+        faces = [FaceResult(b, lm, s, verdict=v) for b, lm, s, v in
+                 zip(det.boxes.tolist(), det.landmarks.tolist(), det.scores.tolist(), verdicts, strict=True)]
         rep = None
         if report:
             rep = self.report(img, result, lms, faces)
@@ -211,18 +381,24 @@ class PhotoProtector:
                faces: list[FaceResult]) -> dict[str, Any]:
         """The per-photo report.
 
-        Per face and recognizer: cosine(clean, protected), whether it is below the LFW threshold, face PSNR/SSIM; the
-        same after a JPEG q75 re-compression of the whole protected photo (as a sharing site would).
+        Per face: its verdict (outcome, strength it needed, verifiers with seen/unseen, cosines and thresholds at
+        every level); per face and report recognizer: cosine(clean, protected), the thresholds, whether it is below
+        each, and whether the method optimised against it; face PSNR/SSIM; the same after a JPEG q75
+        re-compression of the whole protected photo (as a sharing site would).
         """
         from nullswap.metrics.quality import psnr, ssim
-        from nullswap.recognizers.thresholds import verification_thresholds
+        from nullswap.verdict import VERDICT_LEVEL, thresholds_of
 
-        thresholds = verification_thresholds()
-        recs = self._report_recognizers()
+        recs = self.load_report_recognizers()
+        thresholds = {n: thresholds_of(n) for n in recs}
         jpeg = jpeg_roundtrip(protected, 75)
         c_crops, _ = align_faces(clean, landmarks, self.template)
         variants = {"protected": protected, "jpeg75": jpeg}
-        per_face: list[dict[str, Any]] = [{"index": i, "box": f.box, "score": f.score} for i, f in enumerate(faces)]
+        per_face: list[dict[str, Any]] = [
+            {"index": i, "box": f.box, "score": f.score,
+             **({"verdict": f.verdict.to_dict()} if f.verdict is not None else {})}
+            for i, f in enumerate(faces)]
+        seen = None if self.seen is None else set(self.seen)
         for vname, vimg in variants.items():
             p_crops, _ = align_faces(vimg, landmarks, self.template)
             ps, ss = psnr(p_crops, c_crops), ssim(p_crops, c_crops)
@@ -233,16 +409,21 @@ class PhotoProtector:
             for name, rec in recs.items():
                 a, _ = align_faces(clean, landmarks, rec.template)
                 b, _ = align_faces(vimg, landmarks, rec.template)
-                cos = (rec(a) * rec(b)).sum(1)
-                thr = thresholds.get(name)
+                cos = torch.nn.functional.cosine_similarity(rec(a).float(), rec(b).float(), dim=1)
+                thr = thresholds[name]
                 for i, entry in enumerate(per_face):
+                    c = float(cos[i])
                     entry[vname]["recognizers"][name] = {
-                        "cosine": float(cos[i]),
-                        "threshold": thr,
-                        "below_threshold": None if thr is None else bool(float(cos[i]) < thr),
+                        "cosine": c,
+                        "seen": None if seen is None else name in seen,
+                        "threshold": thr.get(VERDICT_LEVEL),
+                        "below_threshold": None if thr.get(VERDICT_LEVEL) is None else bool(c < thr[VERDICT_LEVEL]),
+                        "thresholds": dict(thr),
+                        "below": {lv: None if t is None else bool(c < t) for lv, t in thr.items()},
                     }
-        return {"settings": dict(self.settings), "thresholds": {n: thresholds.get(n) for n in recs},
-                "faces": per_face}
+        return {"settings": dict(self.settings), "seen": None if seen is None else sorted(seen),
+                "verifiers": self.verifier.describe() if self.verifier else None,
+                "thresholds": thresholds, "faces": per_face}
 
 
 def protect(
@@ -255,10 +436,13 @@ def protect(
     report: bool = False,
     seed: int | None = None,
     device: str | None = None,
+    verify: bool = True,
+    until_protected: bool | None = None,
 ) -> ProtectedImage:
     """Protect one photo (a path or a ``(3,H,W)`` RGB tensor in [0,1]) and return a :class:`ProtectedImage`.
 
-    Builds the models on every call; to protect many photos create one :class:`PhotoProtector` instead.
+    Builds the models on every call; to protect many photos create one :class:`PhotoProtector` instead. Each face's
+    verdict is in ``result.faces[i].verdict`` and the photo's in ``result.status``.
 
     Raises:
         ImageReadError: the file cannot be read as an image.
@@ -266,11 +450,12 @@ def protect(
         WeightsNotFoundError: the method's weights are missing.
     """
     p = PhotoProtector(method, checkpoint=checkpoint, strength=strength, recognizers=recognizers, seed=seed,
-                       device=device)
+                       device=device, verify=verify, until_protected=until_protected)
     if isinstance(image_or_path, torch.Tensor):
         return p.protect_tensor(image_or_path, report=report)
     return p.protect_file(image_or_path, report=report)
 
 
-__all__ = ["METHODS", "STRENGTHS", "FaceResult", "NullswapError", "PhotoProtector", "ProtectedImage",
-           "default_method", "jpeg_roundtrip", "packaged_checkpoint", "protect"]
+__all__ = ["CHECKPOINT_FORMATS", "METHODS", "STRENGTHS", "FaceResult", "NullswapError", "PhotoProtector",
+           "ProtectedImage", "checkpoint_method", "default_method", "jpeg_roundtrip", "packaged_checkpoint",
+           "protect", "resolve_device"]
