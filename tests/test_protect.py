@@ -203,3 +203,14 @@ def test_shipped_checkpoint_without_method_and_bad_combinations(shared, tmp_path
     r = runner.invoke(app, ["protect", str(src), "--out", str(tmp_path / "o2"), "--checkpoint", str(ck),
                             "--method", "pgd"])
     assert r.exit_code == 2 and "expected no checkpoint" in r.output and "Traceback" not in r.output
+
+
+@pytest.mark.shared
+def test_stronger_pgd_reuses_the_loaded_recognizers(shared):
+    from nullswap.protection import PhotoProtector
+
+    pp = PhotoProtector("pgd", strength="low", verify=False, device="cpu")
+    assert pp.until_protected is False  # on only for auto
+    hi = pp.protector_at("high")
+    assert hi.ensemble is pp.protector.ensemble and hi.eps == pytest.approx(16 / 255) and hi.steps == 100
+    assert pp.protector_at("high") is hi
