@@ -222,7 +222,7 @@ def _table(outcomes: list[Outcome]) -> Any:
     t.add_column("photo", max_width=NAME_WIDTH, no_wrap=True, overflow="ellipsis")
     t.add_column("face", no_wrap=True)
     t.add_column("status", no_wrap=True)
-    t.add_column("verifiers", max_width=38, no_wrap=True, overflow="ellipsis")
+    t.add_column("verdict", max_width=38, no_wrap=True, overflow="ellipsis")
     t.add_column("strength", no_wrap=True)
     root = _common_root(outcomes)
     for o in outcomes:
