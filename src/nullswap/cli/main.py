@@ -84,7 +84,7 @@ def main(
 def faces(
     photos: Annotated[list[Path], typer.Argument(help="Photos to run the face pipeline on.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("faces-out"),
-    detector: Annotated[str, typer.Option(help="Face detector: mtcnn or yunet.")] = "mtcnn",
+    detector: Annotated[str, typer.Option(help="Face detector: mtcnn, yunet or scrfd.")] = "mtcnn",
     template: Annotated[str, typer.Option(help="Alignment template of the written crops.")] = "protector-256",
 ) -> None:
     """Detect, draw and align faces (a debugging view of the face pipeline)."""

@@ -5,6 +5,8 @@ Detectors:
       Convolutional Networks", IEEE SPL 2016. The P/R/O-Nets are written here; their weights are facenet-pytorch's
       conversion of the original Caffe models, fetched from the PyPI wheel through the weight hub.
     * ``yunet``: YuNet (Wu et al., 2023) run by OpenCV's ``cv2.FaceDetectorYN``.
+    * ``scrfd``: SCRFD-500M with 5 keypoints (Guo et al., ICLR 2022; InsightFace), run by onnxruntime on a copy
+      downscaled to a 640-pixel long side, with a tiled small-face pass (:mod:`nullswap.faces.scrfd`).
 
 Landmark order (image coordinates): left eye, right eye, nose tip, left mouth corner, right mouth corner.
 """
@@ -21,7 +23,7 @@ from torch import nn
 from torchvision.ops import batched_nms, nms, roi_align
 
 from nullswap.checks import check_image_batch
-from nullswap.errors import DetectionError, UnknownModelError
+from nullswap.errors import DetectionError, InputError, UnknownModelError
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +64,14 @@ def _as_list(images: ImageInput) -> list[torch.Tensor]:
             images = images.unsqueeze(0)
         check_image_batch(images, "images")
         return list(images)
+    if not isinstance(images, (list, tuple)):
+        raise InputError(
+            f"images: expected a (B,3,H,W) tensor or a list of (3,H,W) tensors, got {type(images).__name__}"
+        )
     out = []
     for i, im in enumerate(images):
+        if not isinstance(im, torch.Tensor):
+            raise InputError(f"images[{i}]: expected a (3,H,W) torch.Tensor, got {type(im).__name__}")
         check_image_batch(im.unsqueeze(0) if im.ndim == 3 else im, f"images[{i}]")
         out.append(im if im.ndim == 3 else im[0])
     return out
@@ -366,7 +374,13 @@ class YuNetDetector(FaceDetector):
         return [self._detect_one(im) for im in _as_list(images)]
 
 
-_DETECTORS = {"mtcnn": MTCNNDetector, "yunet": YuNetDetector}
+def _scrfd(**kwargs: object) -> FaceDetector:
+    from nullswap.faces.scrfd import SCRFDDetector  # imports onnxruntime: only when asked for
+
+    return SCRFDDetector(**kwargs)  # type: ignore[arg-type]
+
+
+_DETECTORS = {"mtcnn": MTCNNDetector, "yunet": YuNetDetector, "scrfd": _scrfd}
 
 
 def list_detectors() -> list[str]:
@@ -375,7 +389,7 @@ def list_detectors() -> list[str]:
 
 
 def create_detector(name: str = "mtcnn", **kwargs: object) -> FaceDetector:
-    """Build a detector by name (``"mtcnn"`` or ``"yunet"``); keyword arguments go to its constructor."""
+    """Build a detector by name (``"mtcnn"``, ``"yunet"`` or ``"scrfd"``); keyword arguments go to its constructor."""
     try:
         cls = _DETECTORS[name]
     except KeyError:
