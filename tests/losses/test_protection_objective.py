@@ -106,3 +106,25 @@ def test_max_delta_bounds_every_pixel_change():
     assert torch.equal(g(x, perturbation_scale=0.0), x)
     with pytest.raises(InputError, match="max_delta"):
         NullSwapConfig(max_delta=-1)
+
+
+def test_recognizers_per_step_draws_subsets_and_resumes():
+    ens = RecognizerEnsemble([TinyRecognizer(i) for i in range(4)], source_template="protector-128")
+    x = torch.rand(2, 3, 128, 128, generator=torch.Generator().manual_seed(0))
+    y = (x + 0.05).clamp(0, 1)
+    kw = {"ensemble": ens, "perceptual": None, "fake_logits": None, "epoch": 0}
+    a = NullSwapLoss(ens.names, strategy="average", recognizers_per_step=2, lambda_lpips=0, lambda_d=0, subset_seed=5)
+    state = a.state_dict()
+    draws = [sorted(k for k in a(x, y, **kw)[1] if k.startswith("cos/")) for _ in range(8)]
+    assert all(len(d) == 2 for d in draws) and len({tuple(d) for d in draws}) > 1
+    b = NullSwapLoss(ens.names, strategy="average", recognizers_per_step=2, lambda_lpips=0, lambda_d=0)
+    b.load_state_dict(state)  # resumes the same sequence of draws
+    assert [sorted(k for k in b(x, y, **kw)[1] if k.startswith("cos/")) for _ in range(8)] == draws
+    # the identity loss is the mean of the drawn recognizers' values
+    total, comps = a(x, y, **kw)
+    ids = [v for k, v in comps.items() if k.startswith("id/")]
+    assert comps["loss/id"] == pytest.approx(sum(ids) / 2, abs=1e-6)
+    with pytest.raises(InputError, match="average"):
+        NullSwapLoss(ens.names, strategy="dlw", recognizers_per_step=2)
+    with pytest.raises(InputError, match="recognizers_per_step"):
+        NullSwapLoss(ens.names, strategy="average", recognizers_per_step=5)

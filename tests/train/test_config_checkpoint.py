@@ -87,11 +87,11 @@ def test_checkpoint_strict_keys(tmp_path):
 
 def test_resumable_sampler_shards_and_resumes():
     s = ResumableSampler(10, seed=3)
-    s.set_epoch(2)
+    s.set_position(2)
     full = list(s)
-    s.set_epoch(2, start=4)
+    s.set_position(2, start=4)
     assert list(s) == full[4:]
-    s.set_epoch(3)
+    s.set_position(3)
     assert list(s) != full and sorted(list(s)) == list(range(10))
     shards = [list(ResumableSampler(10, 3, rank=r, world=3)) for r in range(3)]
     assert all(len(x) == 3 for x in shards) and len(set(sum(shards, []))) == 9

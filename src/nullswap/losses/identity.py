@@ -23,14 +23,20 @@ def identity_cosines(
     clean: torch.Tensor,
     protected: torch.Tensor,
     clean_emb: Sequence[torch.Tensor] | None = None,
+    indices: Sequence[int] | None = None,
 ) -> list[torch.Tensor]:
     """Per-image cosine ``(e_s . e'_s) / (||e_s|| ||e'_s||)`` per recognizer: a list of ``(B,)`` tensors (Eq. 12's terms).
 
-    Args and errors as :func:`identity_losses`.
+    Args and errors as :func:`identity_losses`; ``indices`` restricts the recognizers to those positions of the
+    ensemble (``clean_emb``, when given, still holds every recognizer's embeddings).
     """
     check_same_shape(clean, protected, ("clean", "protected"))
     ref = list(clean_emb) if clean_emb is not None else clean_embeddings(ensemble, clean)
-    prot = list(ensemble(protected))
+    if indices is not None:
+        ref = [ref[i] for i in indices]
+        prot = list(ensemble(protected, indices=indices))
+    else:
+        prot = list(ensemble(protected))
     if len(prot) != len(ref):
         raise InputError(f"identity loss: expected {len(ref)} embeddings per recognizer list, got {len(prot)}")
     return [F.cosine_similarity(p.float(), r.float().to(p.device), dim=1, eps=1e-8)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Sequence
 from typing import Any
 
@@ -82,6 +83,11 @@ class NullSwapLoss:
             the whole budget costs 1".
         perceptual_images: compute Eq. 9 on only the first ``k`` images of each batch (an unbiased estimate of the
             batch mean at ``k/B`` of the cost: ST-LPIPS is the most expensive term on a CPU); 0 = all.
+        recognizers_per_step: identity term on a random ``k`` of the ``c`` recognizers each step (a stochastic
+            ensemble: the batch's identity loss is the mean over the drawn ones, an unbiased estimate of the
+            ``"average"`` strategy at ``k/c`` of the recognizers' cost); 0 = all. Needs ``strategy="average"``. Not in
+            the paper; Choice for CPU training (recognizer forward+backward passes are most of a step).
+        subset_seed: seed of those draws (their state is part of :meth:`state_dict`, so a resume continues them).
     """
 
     def __init__(
@@ -103,6 +109,8 @@ class NullSwapLoss:
         thresholds: dict[str, float] | None = None,
         lambda_chroma: float = 0.0,
         perceptual_images: int = 0,
+        recognizers_per_step: int = 0,
+        subset_seed: int = 0,
     ) -> None:
         names = list(recognizer_names)
         if not names:
@@ -139,6 +147,13 @@ class NullSwapLoss:
         if isinstance(perceptual_images, bool) or not isinstance(perceptual_images, int) or perceptual_images < 0:
             raise InputError(f"perceptual_images: expected an int >= 0, got {perceptual_images!r}")
         self.perceptual_images = perceptual_images
+        k = recognizers_per_step
+        if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k <= len(names):
+            raise InputError(f"recognizers_per_step: expected an int in [0, {len(names)}], got {k!r}")
+        if 0 < k < len(names) and strategy != "average":
+            raise InputError(f"recognizers_per_step={k}: expected strategy 'average', got {strategy!r}")
+        self.recognizers_per_step = k if k < len(names) else 0
+        self._rng = random.Random(subset_seed)
         dlw_kw = {**DEFAULT_DLW, **(dlw or {})} if strategy == "dlw" else {}
         self.aggregator = IdentityLossAggregator(len(names), strategy, index, **dlw_kw)  # type: ignore[arg-type]
 
@@ -152,7 +167,7 @@ class NullSwapLoss:
         cfg = dict(loss_cfg or {})
         known = {"lambda_id", "lambda_mse", "lambda_lpips", "lambda_d", "strategy", "index", "dlw", "sync_ranks",
                  "mse_form", "psnr_floor", "lambda_floor", "identity", "margin", "thresholds", "lambda_chroma",
-                 "perceptual_images"}
+                 "perceptual_images", "recognizers_per_step", "subset_seed"}
         unknown = sorted(set(cfg) - known)
         if unknown:
             raise InputError(f"nullswap loss config: expected keys among {sorted(known)}, got unknown {unknown}")
@@ -188,17 +203,26 @@ class NullSwapLoss:
             ``(total, components)``: components are floats ``loss/total``, ``loss/id``, ``loss/mse``, ``loss/lpips``,
             ``loss/adv``, and per recognizer ``id/<name>`` (Eq. 12 value) and ``dlw/<name>`` (its weight).
         """
-        cos = identity_cosines(ensemble, clean, protected if seen is None else seen, clean_emb)
+        n = len(self.names)
+        chosen = list(range(n))
+        if self.recognizers_per_step:
+            chosen = sorted(self._rng.sample(range(n), self.recognizers_per_step))
+        cos = identity_cosines(ensemble, clean, protected if seen is None else seen, clean_emb,
+                               indices=chosen if self.recognizers_per_step else None)
+        if len(cos) != len(chosen):
+            raise InputError(f"identity losses: expected {len(chosen)} recognizers, got {len(cos)}")
         if self.identity == "threshold":
-            id_list = [threshold_hinge(c, t) for c, t in zip(cos, self.targets, strict=True)]
+            id_list = [threshold_hinge(c, self.targets[i]) for c, i in zip(cos, chosen, strict=True)]
         else:
             id_list = [c.mean() for c in cos]
-        if len(id_list) != len(self.names):
-            raise InputError(f"identity losses: expected {len(self.names)} recognizers, got {len(id_list)}")
         values = [float(v.detach()) for v in id_list]
-        if self.sync_ranks:
-            values = _mean_across_ranks(values, protected.device)
-        l_id, weights = self.aggregator(id_list, epoch, values)
+        if self.recognizers_per_step:
+            l_id = torch.stack(id_list).mean()
+            weights = [1.0] * len(chosen)
+        else:
+            if self.sync_ranks:
+                values = _mean_across_ranks(values, protected.device)
+            l_id, weights = self.aggregator(id_list, epoch, values)
         l_mse = mse_loss(clean, protected, self.mse_form)
         total = self.lambda_id * l_id + self.lambda_mse * l_mse
         zero = torch.zeros((), device=protected.device)
@@ -227,21 +251,30 @@ class NullSwapLoss:
                  "loss/mse": float(l_mse.detach()), "loss/lpips": float(l_lpips.detach()),
                  "loss/adv": float(l_adv.detach()), "loss/floor": float(l_floor.detach()),
                  "loss/chroma": float(l_chroma.detach())}
-        for i, (name, v, w) in enumerate(zip(self.names, values, weights, strict=True)):
+        for j, (i, v, w) in enumerate(zip(chosen, values, weights, strict=True)):
+            name = self.names[i]
             comps[f"id/{name}"] = float(v)
             comps[f"dlw/{name}"] = float(w)
-            comps[f"cos/{name}"] = float(cos[i].detach().mean())
+            comps[f"cos/{name}"] = float(cos[j].detach().mean())
             if self.targets:
-                comps[f"above_target/{name}"] = float((cos[i].detach() > self.targets[i]).float().mean())
+                comps[f"above_target/{name}"] = float((cos[j].detach() > self.targets[i]).float().mean())
         return total, comps
 
     def state_dict(self) -> dict[str, Any]:
-        """JSON-serialisable state (the identity-loss aggregator's, i.e. DLW history)."""
-        return self.aggregator.state_dict()
+        """JSON-serialisable state: the identity-loss aggregator's (DLW history) and the recognizer-draw RNG's."""
+        state = dict(self.aggregator.state_dict())
+        version, internal, gauss = self._rng.getstate()
+        state["_subset_rng"] = [version, list(internal), gauss]
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict` output."""
+        """Restore :meth:`state_dict` output (older states without the draw RNG keep a fresh one)."""
+        state = dict(state)
+        rng = state.pop("_subset_rng", None)
         self.aggregator.load_state_dict(state)
+        if rng is not None:
+            version, internal, gauss = rng
+            self._rng.setstate((version, tuple(internal), gauss))
 
 
 __all__ = ["DEFAULT_DLW", "DEFAULT_LAMBDAS", "NullSwapLoss"]

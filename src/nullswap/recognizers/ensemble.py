@@ -69,9 +69,10 @@ class RecognizerEnsemble(nn.Module):
         M = getattr(self, f"_M{i}").to(x.device, x.dtype)
         return warp_affine(x, M, get_template(m.template).size)
 
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Embeddings of ``x`` for every recognizer."""
-        return [m(self.crops_for(i, x)) for i, m in enumerate(self.recognizers)]
+    def forward(self, x: torch.Tensor, indices: Sequence[int] | None = None) -> list[torch.Tensor]:
+        """Embeddings of ``x`` for every recognizer, or only for those at ``indices`` (in that order)."""
+        which = range(len(self.recognizers)) if indices is None else indices
+        return [self.recognizers[i](self.crops_for(i, x)) for i in which]
 
 
 __all__ = ["RecognizerEnsemble"]

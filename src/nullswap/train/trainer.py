@@ -47,8 +47,12 @@ class ResumableSampler(Sampler[int]):
         self.epoch = 0
         self.start = 0
 
-    def set_epoch(self, epoch: int, start: int = 0) -> None:
-        """Select the epoch's permutation and the first index (in this rank's shard) to yield."""
+    def set_position(self, epoch: int, start: int = 0) -> None:
+        """Select the epoch's permutation and the first index (in this rank's shard) to yield.
+
+        Deliberately not named ``set_epoch``: Fabric's dataloader wrapper calls ``sampler.set_epoch(n_iter_calls)``
+        on every ``iter()``, which would restart a resumed epoch from its first batch with the wrong permutation.
+        """
         self.epoch, self.start = epoch, start
 
     def __len__(self) -> int:
@@ -198,7 +202,10 @@ class Trainer:
         bs = int(t["batch_size"])
         sampler = ResumableSampler(len(train_set), int(cfg.get("seed", 0)), fabric.global_rank, fabric.world_size)
         wants_indices = "indices" in inspect.signature(recipe.generator_step).parameters
+        # Its own generator: a DataLoader iterator draws a base seed from the global RNG when created, which would
+        # shift the Eq. 1 noise of a resumed run (the iterator is re-created at the resume point).
         loader = DataLoader(IndexedDataset(train_set), batch_size=bs, sampler=sampler, drop_last=True,
+                            generator=torch.Generator().manual_seed(int(cfg.get("seed", 0))),
                             num_workers=int(cfg["data"].get("num_workers", 0)))
         loader = fabric.setup_dataloaders(loader, use_distributed_sampler=False)
         accum = max(1, int(t.get("accumulate", 1)))
@@ -235,7 +242,7 @@ class Trainer:
         eval_every = int(t.get("eval_every") or 0)
         done = step >= max_steps
         while not done:
-            sampler.set_epoch(epoch, start=batch_in_epoch * bs)
+            sampler.set_position(epoch, start=batch_in_epoch * bs)
             micro = 0
             opt_g.zero_grad(set_to_none=True)  # an epoch's incomplete accumulation never leaks into the next
             for images, _labels, indices in loader:
