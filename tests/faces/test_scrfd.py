@@ -113,7 +113,7 @@ def test_decoding_matches_reference_on_the_same_canvas(photos):
     for p in photos:
         img = read_image(p).tensor
         s1 = min(1.0, 640 / max(img.shape[1:]))
-        blob, sx, sy = det.network_input(img * 255.0, s1)
+        blob, sx, sy = det.network_input(img, s1)
         rb, rk, rs = reference_decode(session, blob, (sx, sy))
         d = det.detect(img)[0]
         assert len(d) == len(rs) >= 1, p.name
@@ -231,7 +231,7 @@ def test_face_too_large_for_one_pass_is_found(shared):
     big = F.interpolate(img[None], scale_factor=512 / float(max(b[2] - b[0], b[3] - b[1])), mode="bilinear")[0]
     big = big.clamp(0, 1)
     det = create_detector("scrfd", threads=1, max_side=1280)
-    ((_, _, scores),) = det.run_network(det.network_input(big * 255.0, 1.0)[0])
+    ((_, _, scores),) = det.run_network(det.network_input(big, 1.0)[0])
     assert scores.size == 0
     d = det.detect(big)[0]
     assert len(d) == 1 and float(box_iou(b[None] * big.shape[1] / img.shape[1], d.boxes)[0, 0]) > 0.4

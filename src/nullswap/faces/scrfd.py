@@ -10,27 +10,32 @@ greedy NMS at IoU 0.4 (areas with InsightFace's ``+1`` pixel convention).
 
 Differences from the reference, each a documented choice:
     * The photo is scaled so that its long side is at most ``max_side`` (default 640; never enlarged, where the
-      reference enlarges small photos to 640), by area averaging (as accurate as bilinear here: mean landmark
-      difference to a full-resolution run 0.041 vs 0.042 eye distances on the shared photos, and 1.7x faster than
-      antialiased bilinear on a 12-MP photo); boxes and keypoints are mapped back by the per-axis scale. The canvas is
-      the resized photo padded with black to the next multiple of 32 (``pad="stride"``, default; 28 % less work for a
-      4:3 photo) or letterboxed into a ``max_side`` square as the reference does (``pad="square"``); the two agree to
-      0.4 px on the shared photos. Against InsightFace's own pipeline (OpenCV resize of the 8-bit photo) boxes and
-      keypoints agree to ~1 px at the network's scale (tests/faces/test_scrfd.py).
+      reference enlarges small photos to 640), by area averaging; boxes and keypoints are mapped back by the per-axis
+      scale. (An ad-hoc comparison on the 15 shared photos over 640 px, 2-core VM, 1 thread: landmarks differ from
+      a full-resolution SCRFD run by 0.041 eye distances on average with area averaging, 0.041 with antialiased
+      and 0.042 with plain bilinear; area averaging of a 12-MP photo takes 50 ms, antialiased bilinear 84 ms.) The
+      canvas is the resized photo padded with black to the next multiple of 32 (``pad="stride"``, default:
+      onnxruntime takes 13.3 ms for 640 x 480 against 18.5 ms for 640 x 640, 1 thread) or letterboxed into a
+      ``max_side`` square as the reference does (``pad="square"``); the two agree to 0.25 network pixels on the
+      shared photos, 2.8 px on the 112-px ``tomhanks.png``. Against InsightFace's own pipeline (OpenCV bilinear
+      resize of the 8-bit photo) boxes and keypoints agree to 1.6 network pixels at most, ~1 px typically, on the
+      shared photos over 640 px (``tests/faces/test_scrfd.py``).
     * Small-face pass (``small_faces="auto"``): when the first pass finds a face under ``small_face_trigger``
-      network pixels (32), the photo is searched again on overlapping tiles at the scale that brings
-      ``min_face_size`` photo pixels (20, MTCNN's default) to 32 network pixels (at most 2x), and the faces found
-      there are merged by NMS. When the first pass finds nothing, a probe at twice its scale (four times its work)
-      runs first, and the full pass only if the probe finds a face. A photo whose faces are all under about
-      16 network pixels at the first pass (e.g. under ~100 px in a 4000 x 3000 photo) is searched at full
-      resolution only with ``small_faces="always"``.
+      network pixels (32), the photo is searched again on overlapping tiles at twice the scale, keeping only the
+      faces too small for the pass before, and so on while the latest pass finds a face under 32 network pixels, up
+      to the scale that brings ``min_face_size`` photo pixels (20, MTCNN's default) to 32 network pixels (at most
+      2x the photo); the faces of all passes are merged by NMS. When the first pass finds nothing, one pass at
+      twice its scale (four times its work) probes for small faces. A photo whose faces are all under about
+      16 network pixels at the first pass (e.g. under ~100 px in a 4000 x 3000 photo) is searched down to
+      ``min_face_size`` only with ``small_faces="always"`` (one tiled pass at the final scale).
     * When nothing is found at all, one more pass at half the scale (a quarter of the work) looks for faces too
       large for SCRFD-500M at the first scale (LFW photos enlarged so the face is 512 px are missed at scale 1).
 
 Face sizes SCRFD-500M finds (``python benchmarks/faces.py --sections minface --threads 1``; 100 LFW faces pasted
 at a given side, MTCNN box, onto a black 640 x 640 canvas, one pass): 16 px 7 %, 20 px 64 %, 24 px 89 %, 28 px 97 %,
-32 px 98 %, 40 and 48 px 100 %; 25 LFW photos enlarged so the face has 384 px: all found, 512 px: none (yet
-close-up crops of the shared photos resized to 640 px, faces up to ~640 px, are all found). At
+32 px 98 %, 40 and 48 px 100 %. 25 LFW photos enlarged so the face has 384 / 448 / 512 / 640 px: one pass finds
+25 / 14 / 0 / 0, with the half-scale pass 25 / 25 / 23 / 22 (close-up crops of the shared photos resized to 640 px,
+faces up to ~640 px, are all found in one pass). At
 ``max_side=640`` the first pass therefore finds faces from ``32 * long side / 640`` photo pixels (64 px in a
 1280-px photo, 200 px in a 4000 x 3000 one); the small-face pass extends that to ``min_face_size``.
 """
@@ -96,10 +101,11 @@ class SCRFDDetector(FaceDetector):
         nms_threshold: NMS IoU (InsightFace: 0.4).
         pad: ``"stride"`` pads the resized copy to a multiple of 32 (fast); ``"square"`` letterboxes it into a
             ``max_side`` square as the reference does.
-        small_faces: ``"auto"`` runs the tiled small-face pass when the first pass found a face under
-            ``small_face_trigger`` (or found nothing and a probe at twice its scale found a face); ``"always"`` /
-            ``"never"`` force it on or off. It runs only where its scale exceeds the first pass's by 1.25x.
-        min_face_size: smallest face side (photo pixels) the small-face pass is sized to find (MTCNN's default: 20).
+        small_faces: ``"auto"`` runs tiled passes at doubling scales while the latest pass found a face under
+            ``small_face_trigger`` (after a first pass that found nothing: one probe at twice its scale);
+            ``"always"`` runs one tiled pass at the final scale; ``"never"`` none. A pass runs only where its
+            scale exceeds the one before by 1.25x.
+        min_face_size: smallest face side (photo pixels) the small-face passes go down to (MTCNN's default: 20).
         small_face_trigger: first-pass face side (network pixels) under which the small-face pass runs.
         threads: onnxruntime intra-op threads (default: ``torch.get_num_threads()`` at construction).
         weights_dir: folder searched first for ``scrfd_500m_bnkps.onnx``.
@@ -193,12 +199,12 @@ class SCRFDDetector(FaceDetector):
         return res
 
     def network_input(
-        self, img255: torch.Tensor, scale: float, window: tuple[int, int, int, int] | None = None, square: bool = False
+        self, img: torch.Tensor, scale: float, window: tuple[int, int, int, int] | None = None, square: bool = False
     ) -> tuple[np.ndarray, float, float]:
         """The normalised canvas SCRFD sees for a window of the photo at a scale.
 
         Args:
-            img255: ``(3, H, W)`` float photo in 0..255.
+            img: ``(3, H, W)`` float photo in [0, 1].
             scale: resize factor of the window (area averaging when shrinking, bilinear when enlarging).
             window: ``(y0, x0, h, w)`` in photo pixels (default: the whole photo).
             square: letterbox into a ``max_side`` square (the reference) instead of padding to a multiple of 32.
@@ -207,9 +213,9 @@ class SCRFDDetector(FaceDetector):
             ``(1, 3, ch, cw)`` float32 canvas (resized window at the top left, black elsewhere) and the factors
             ``sx, sy`` that map canvas pixels back to window pixels.
         """
-        y0, x0, hs, ws = window if window is not None else (0, 0, *img255.shape[-2:])
+        y0, x0, hs, ws = window if window is not None else (0, 0, *img.shape[-2:])
         h, w = max(1, round(hs * scale)), max(1, round(ws * scale))
-        x = img255[:, y0 : y0 + hs, x0 : x0 + ws]
+        x = img[:, y0 : y0 + hs, x0 : x0 + ws]
         if square and max(h, w) <= self.max_side:
             ch = cw = max(32, math.ceil(self.max_side / 32) * 32)
         else:
@@ -225,21 +231,22 @@ class SCRFDDetector(FaceDetector):
 
             r = cv2.resize(np.ascontiguousarray(x.permute(1, 2, 0).numpy()), (w, h), interpolation=cv2.INTER_LINEAR)
             r = r.transpose(2, 0, 1)
-        np.multiply(np.subtract(r, 127.5), 1.0 / 128.0, out=out[0, :, :h, :w])
+        # (255 x - 127.5) / 128, after the resize (linear), so a large photo is never copied whole
+        np.subtract(np.multiply(r, 255.0 / 128.0), 127.5 / 128.0, out=out[0, :, :h, :w])
         return out, ws / w, hs / h
 
     def _detect_window(
-        self, img255: torch.Tensor, scale: float, window: tuple[int, int, int, int] | None = None, square: bool = False
+        self, img: torch.Tensor, scale: float, window: tuple[int, int, int, int] | None = None, square: bool = False
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Candidates (before NMS) in a window of the photo at a scale, in photo pixels."""
-        blob, sx, sy = self.network_input(img255, scale, window, square)
+        blob, sx, sy = self.network_input(img, scale, window, square)
         ((boxes, kps, scores),) = self.run_network(blob)
         y0, x0 = (window[0], window[1]) if window is not None else (0, 0)
         boxes = boxes * np.array([sx, sy, sx, sy], np.float32) + np.array([x0, y0, x0, y0], np.float32)
         kps = kps * np.array([sx, sy], np.float32) + np.array([x0, y0], np.float32)
         return boxes, kps, scores
 
-    def _tile_pass(self, img255: torch.Tensor, s1: float, s2: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _tile_pass(self, img: torch.Tensor, s1: float, s2: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Search overlapping tiles of the photo at scale ``s2`` for faces too small for the first pass (scale ``s1``).
 
         Tiles are ``2 * max_side`` network pixels square (more when ``s2 / s1`` is large). A face is kept only from
@@ -247,7 +254,7 @@ class SCRFDDetector(FaceDetector):
         the tiles' overlap, ``small_face_trigger`` network pixels at the first pass's scale (larger faces are the first
         pass's); so every kept face lies whole in its tile.
         """
-        H, W = img255.shape[-2:]
+        H, W = img.shape[-2:]
         overlap = self.small_face_trigger / s1  # photo pixels
         tile = max(2 * self.max_side / s2, 4 * overlap)
         step = tile - overlap
@@ -270,7 +277,7 @@ class SCRFDDetector(FaceDetector):
         ys, xs = spans(H), spans(W)
         for y0, hs, ylo, yhi in ys:
             for x0, ws, xlo, xhi in xs:
-                b, k, sc = self._detect_window(img255, s2, (y0, x0, hs, ws))
+                b, k, sc = self._detect_window(img, s2, (y0, x0, hs, ws))
                 side = np.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1])
                 cx, cy = (b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2
                 m = (side < overlap) & (cx >= xlo) & (cx < xhi) & (cy >= ylo) & (cy < yhi)
@@ -281,27 +288,29 @@ class SCRFDDetector(FaceDetector):
         return np.concatenate(boxes_all), np.concatenate(kps_all), np.concatenate(scores_all)
 
     def _detect_one(self, img: torch.Tensor) -> Detections:
-        img255 = img.detach().to("cpu", torch.float32) * 255.0
-        H, W = img255.shape[-2:]
+        img = img.detach().to("cpu", torch.float32)
+        H, W = img.shape[-2:]
         s1 = min(1.0, self.max_side / max(H, W))
-        found = [self._detect_window(img255, s1, square=self.pad == "square")]
+        found = [self._detect_window(img, s1, square=self.pad == "square")]
         first = nms(found[0][0], found[0][2], self.nms_threshold)
         s2 = min(MAX_SMALL_FACE_SCALE, RELIABLE_NET_FACE / self.min_face_size)
-        if self.small_faces != "never" and s2 > 1.25 * s1:
-            b = found[0][0][first]
-            net_sides = np.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]) * s1
-            small = first.size > 0 and float(net_sides.min()) < self.small_face_trigger
-            if first.size == 0 and self.small_faces == "auto":
-                # nothing found: probe at up to twice the scale (4x the first pass's work) before the full pass
-                probe_scale = min(s2, 2 * s1)
-                probe = self._tile_pass(img255, s1, probe_scale)
-                found.append(probe)
-                small = probe[2].size > 0 and probe_scale < s2
-            if small or self.small_faces == "always":
-                found.append(self._tile_pass(img255, s1, s2))
+        if self.small_faces == "always" and s2 > 1.25 * s1:
+            found.append(self._tile_pass(img, s1, s2))
+        elif self.small_faces == "auto":
+            # double the scale while the latest pass found a face under the trigger (or, after the first pass, found
+            # nothing: one probe), up to s2; each pass keeps only the faces too small for the one before
+            scale, boxes, nothing = s1, found[0][0][first], first.size == 0
+            while s2 > 1.25 * scale:
+                sides = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) * scale
+                if not (nothing or (sides.size and float(sides.min()) < self.small_face_trigger)):
+                    break
+                nxt = min(s2, 2 * scale)
+                found.append(self._tile_pass(img, scale, nxt))
+                boxes = found[-1][0][nms(found[-1][0], found[-1][2], self.nms_threshold)]
+                scale, nothing = nxt, False
         if first.size == 0 and max(H, W) * s1 >= 4 * RELIABLE_NET_FACE:
             # nothing at the first scale: a face may be too large for SCRFD there (see the module note)
-            found.append(self._detect_window(img255, s1 / 2))
+            found.append(self._detect_window(img, s1 / 2))
         boxes, kps, scores = (np.concatenate(z) for z in zip(*found, strict=True))
         if scores.size == 0:
             return Detections.empty()
