@@ -204,9 +204,10 @@ def test_batch_and_list_match_single(photos, scrfd):
     assert torch.equal(a.landmarks, b.landmarks)
 
 
-def test_small_faces_in_a_large_photo(shared, scrfd):
+@pytest.mark.parametrize("mode", ["auto", "always"])
+def test_small_faces_in_a_large_photo(shared, scrfd, mode):
     """Six ~26-px faces in a 2560x1920 photo: 6 network pixels at the first pass (lost), found by the small-face
-    pass (probe at twice the scale, then tiles at 1.6x), at the right places."""
+    passes (auto: probe at 0.5x, then tiles at 1x and 1.6x; always: tiles at 1.6x), once each, in place."""
     group = read_image(shared / "data" / "photos" / "group_t1.jpg").tensor
     ref = scrfd.detect(group)[0]
     small = F.interpolate(group[None], scale_factor=0.25, mode="area")[0]
@@ -215,7 +216,7 @@ def test_small_faces_in_a_large_photo(shared, scrfd):
     canvas[:, oy : oy + small.shape[1], ox : ox + small.shape[2]] = small
     want = ref.landmarks * 0.25 + torch.tensor([ox, oy])
     assert len(create_detector("scrfd", threads=1, small_faces="never").detect(canvas)[0]) == 0
-    d = scrfd.detect(canvas)[0]
+    d = (scrfd if mode == "auto" else create_detector("scrfd", threads=1, small_faces=mode)).detect(canvas)[0]
     assert len(d) == len(ref) == 6
     dist = torch.cdist(want.mean(1), d.landmarks.mean(1))
     side = float((ref.boxes[:, 2] - ref.boxes[:, 0]).mean()) * 0.25
@@ -235,6 +236,20 @@ def test_face_too_large_for_one_pass_is_found(shared):
     assert scores.size == 0
     d = det.detect(big)[0]
     assert len(d) == 1 and float(box_iou(b[None] * big.shape[1] / img.shape[1], d.boxes)[0, 0]) > 0.4
+
+
+def test_runtime_failure_is_a_detection_error(monkeypatch):
+    from nullswap.errors import DetectionError
+
+    det = create_detector("scrfd", threads=1)
+
+    class Broken:
+        def run(self, *a, **k):
+            raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(det, "_session", Broken())
+    with pytest.raises(DetectionError, match="SCRFD failed on a"):
+        det.detect(torch.rand(3, 64, 64))
 
 
 @pytest.mark.parametrize(

@@ -164,6 +164,8 @@ class SCRFDDetector(FaceDetector):
     def _anchor_centers(self, h: int, w: int, stride: int) -> np.ndarray:
         key = (h, w, stride)
         if key not in self._centers:
+            if len(self._centers) >= 64:  # photos of many sizes: keep the cache bounded
+                self._centers.clear()
             yy, xx = np.mgrid[:h, :w]
             c = np.stack([xx, yy], -1).reshape(-1, 2).astype(np.float32) * stride
             self._centers[key] = np.repeat(c, NUM_ANCHORS, axis=0)
@@ -179,7 +181,10 @@ class SCRFDDetector(FaceDetector):
             Per canvas: boxes ``(N, 4)``, keypoints ``(N, 5, 2)`` in canvas pixels and scores ``(N,)``, before NMS.
         """
         _, _, H, W = blob.shape
-        outs = self._session.run(self._outputs, {self._input: blob})
+        try:
+            outs = self._session.run(self._outputs, {self._input: blob})
+        except Exception as e:  # onnxruntime's own exception types (Fail, InvalidArgument, ...) or MemoryError
+            raise DetectionError(f"SCRFD failed on a {tuple(blob.shape)} input: {e}") from e
         res = []
         for b in range(blob.shape[0]):
             boxes, kps, scores = [], [], []
@@ -328,10 +333,4 @@ class SCRFDDetector(FaceDetector):
             InputError: when an image is not an RGB float tensor in [0, 1].
             DetectionError: when onnxruntime fails.
         """
-        ims = _as_list(images)
-        try:
-            return [self._detect_one(im) for im in ims]
-        except Exception as e:  # onnxruntime raises its own exception types
-            if isinstance(e, InputError):
-                raise
-            raise DetectionError(f"SCRFD failed: {e}") from e
+        return [self._detect_one(im) for im in _as_list(images)]
