@@ -48,7 +48,8 @@ def test_evaluate_cli_small_lfw(shared, tmp_path):
     assert cos[("clean", "mobilefacenet-casia")] == pytest.approx(1.0, abs=1e-5)
     assert cos[("fgsm", "mobilefacenet-casia")] < 0.9
     assert res["meta"]["perceptual"] in ("stlpips-alex", "lpips-alex")
-    assert sum(x["protocol"] == "robustness" for x in recs) == 2 * 2 * 5 * 4  # protectors x recs x levels x metrics
+    # protectors x recognizers x levels x metrics (top-1, top-5, cosine, PSR and dodging PSR at 3 thresholds)
+    assert sum(x["protocol"] == "robustness" for x in recs) == 2 * 2 * 5 * 9
     for f in ("tables.md", "results.csv", "comparison.png", "robustness.png"):
         assert (tmp_path / "ev" / f).is_file()
 

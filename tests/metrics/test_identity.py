@@ -98,3 +98,24 @@ def test_classes_accumulate_like_oneshot():
         cos.update(clean[s], prot[s])
     assert float(psr.compute()) == pytest.approx(protection_success_rate(clean, prot, 0.1))
     assert float(cos.compute()) == pytest.approx(float(cosine_similarity(clean, prot).mean()), rel=1e-6)
+
+
+def test_dodging_success_rate_matches_brute_force():
+    import torch.nn.functional as F
+
+    from nullswap.metrics.identity import dodging_success_rate
+
+    g = torch.Generator().manual_seed(0)
+    gallery = F.normalize(torch.randn(12, 8, generator=g), dim=1)
+    labels = torch.tensor([0, 0, 0, 1, 1, 2, 3, 3, 3, 3, 4, 4])
+    probes = torch.tensor([0, 3, 5, 6, 11])  # identity 2 (index 5) has no other photo: left out
+    prot = F.normalize(gallery[probes] + 0.8 * torch.randn(5, 8, generator=g), dim=1)
+    t = 0.3
+    rates = []
+    for i, p in enumerate(probes.tolist()):
+        others = [j for j in range(12) if labels[j] == labels[p] and j != p]
+        if others:
+            rates.append(sum(float(prot[i] @ gallery[j]) < t for j in others) / len(others))
+    assert dodging_success_rate(prot, gallery, probes, labels, t) == pytest.approx(sum(rates) / len(rates))
+    assert dodging_success_rate(gallery[probes], gallery, probes, labels, -2.0) == 0.0
+    assert math.isnan(dodging_success_rate(prot[2:3], gallery, probes[2:3], labels, t))

@@ -8,8 +8,12 @@ Protocols (NullSwap Sec. 4; ARS Sec. 5):
   protected crop; its identity is predicted by the nearest gallery embeddings (cosine) with the probe's own clean
   image left out (Choice: the papers do not say; leaving it out makes the task "recognise this person from their other
   photos", which is what a face-swap victim's exposure depends on, and needs identities with >= 2 images). Top-1 and
-  top-5 over identities. Also the mean cosine(clean, protected) and the protection success rate: the fraction whose
-  cosine falls below the recognizer's LFW-calibrated threshold.
+  top-5 over identities. Also the mean cosine(clean, protected) and two protection success rates at each of the
+  recognizer's three LFW operating points (best accuracy, FAR 1e-2, FAR 1e-3; :mod:`nullswap.recognizers.thresholds`):
+  ``psr`` (``psr_far_1e-02``, ...): the share whose cosine to its *own* clean crop falls below the threshold;
+  ``dodge_psr`` (...): the AMT-GAN / CLIP2Protect dodging rate against the person's *other* clean photos
+  (:func:`~nullswap.metrics.identity.dodging_success_rate`). Those papers' published thresholds belong to other
+  networks; ours are re-calibrated on LFW for each recognizer ("re-thresholded").
 - ``robustness`` (ARS Table 6 style): the protected probes go through each perturbation of
   :mod:`nullswap.robustness` at each of its 5 levels, then identification and cosine are measured again.
 - ``swap`` (NullSwap Table 3; ID-Guard/ARS disruption metrics): needs a face-swap model from
@@ -198,12 +202,12 @@ def evaluate(
         if model is not None and model.template != data.faces.template.name:
             raise InputError(f"protocol {proto!r}: {name!r} expected crops of template {model.template!r}, the "
                              f"evaluation set has {data.faces.template.name!r} (pass the matching --template)")
-    from nullswap.metrics.identity import protection_success_rate
+    from nullswap.metrics.identity import dodging_success_rate, protection_success_rate
     from nullswap.metrics.quality import l2_distance, psnr, ssim
-    from nullswap.recognizers.thresholds import verification_thresholds
+    from nullswap.recognizers.thresholds import THRESHOLD_LEVELS, verification_thresholds
 
     ens = RecognizerEnsemble(list(recognizers), source_template=data.faces.template.name).to(device)
-    thresholds = verification_thresholds()
+    levels = {lv: verification_thresholds(lv) for lv in THRESHOLD_LEVELS}
     labels = data.faces.labels
     probe_idx = torch.tensor(data.probes, dtype=torch.long)
     clean = data.faces.tensor(data.probes)
@@ -271,9 +275,14 @@ def evaluate(
                 rs.add(protocol=proto, metric="top1", value=acc[1], **ctx)
                 rs.add(protocol=proto, metric="top5", value=acc[5], **ctx)
                 rs.add(protocol=proto, metric="cosine", value=cos.mean(), **ctx)
-                if rec in thresholds:
-                    psr = protection_success_rate(gallery[k][probe_idx], emb[k], thresholds[rec])
-                    rs.add(protocol=proto, metric="psr", value=psr, **ctx)
+                for lv, table in levels.items():
+                    if rec not in table:
+                        continue
+                    suffix = "" if lv == "best" else f"_{lv}"
+                    psr = protection_success_rate(gallery[k][probe_idx], emb[k], table[rec])
+                    rs.add(protocol=proto, metric=f"psr{suffix}", value=psr, **ctx)
+                    dodge = dodging_success_rate(emb[k], gallery[k], probe_idx, labels, table[rec])
+                    rs.add(protocol=proto, metric=f"dodge_psr{suffix}", value=dodge, **ctx)
     return rs, kept
 
 

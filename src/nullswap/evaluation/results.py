@@ -97,6 +97,19 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
+#: Recognizers named in tables with what they stand for.
+_REC_LABELS = {"arcface-mbf": "arcface-mbf (ArcFace, the extractor class of face-swap models)"}
+
+
+def _rec_label(name: str) -> str:
+    return _REC_LABELS.get(name, name)
+
+
+def _arcface_first(names: list[str]) -> list[str]:
+    """Recognizer order for tables: ArcFace first (what face-swap models use), then as given."""
+    return sorted(names, key=lambda n: 0 if n.startswith("arcface") else 1)
+
+
 def render_tables(rs: ResultSet) -> dict[str, str]:
     """Markdown tables in the papers' layouts, by name.
 
@@ -115,8 +128,8 @@ def render_tables(rs: ResultSet) -> dict[str, str]:
     ident = [r for r in rs.records if r.protocol == "identification" and r.metric in ("top1", "top5")]
     if ident:
         prots = list(dict.fromkeys(r.protector for r in ident))
-        recs = list(dict.fromkeys(r.recognizer for r in ident))
-        header = ["protector"] + [f"{rec} top-5 / top-1" for rec in recs] + ["average top-5 / top-1"]
+        recs = _arcface_first(list(dict.fromkeys(r.recognizer for r in ident)))
+        header = ["protector"] + [f"{_rec_label(rec)} top-5 / top-1" for rec in recs] + ["average top-5 / top-1"]
         rows = []
         for p in prots:
             row, t5s, t1s = [p], [], []
@@ -133,7 +146,7 @@ def render_tables(rs: ResultSet) -> dict[str, str]:
     cos = [r for r in rs.records if r.protocol == "identification" and r.metric in ("cosine", "psr")]
     if cos:
         prots = list(dict.fromkeys(r.protector for r in cos))
-        recs = list(dict.fromkeys(r.recognizer for r in cos))
+        recs = _arcface_first(list(dict.fromkeys(r.recognizer for r in cos)))
         rows = []
         for p in prots:
             row = [p]
@@ -142,7 +155,21 @@ def render_tables(rs: ResultSet) -> dict[str, str]:
                 s = rs.value(protocol="identification", protector=p, recognizer=rec, metric="psr")
                 row.append(f"{_fmt(c, 3)} / {_fmt(s, 3)}")
             rows.append(row)
-        out["cosine"] = markdown_table(["protector"] + [f"{r} cosine / PSR" for r in recs], rows)
+        out["cosine"] = markdown_table(["protector"] + [f"{_rec_label(r)} cosine / PSR" for r in recs], rows)
+    dodge = [r for r in rs.records if r.protocol == "identification" and r.metric.startswith("dodge_psr")]
+    if dodge:
+        prots = list(dict.fromkeys(r.protector for r in dodge))
+        recs = _arcface_first(list(dict.fromkeys(r.recognizer for r in dodge)))
+        rows = []
+        for p in prots:
+            for rec in recs:
+                vals = [rs.value(protocol="identification", protector=p, recognizer=rec, metric=m)
+                        for m in ("psr", "psr_far_1e-02", "psr_far_1e-03",
+                                  "dodge_psr", "dodge_psr_far_1e-02", "dodge_psr_far_1e-03")]
+                rows.append([p, _rec_label(rec), *(_fmt(v, 3) for v in vals)])
+        out["psr"] = markdown_table(
+            ["protector", "recognizer", "PSR vs own clean (best acc.)", "(FAR 1e-2)", "(FAR 1e-3)",
+             "dodging PSR vs other photos (best acc.)", "(FAR 1e-2)", "(FAR 1e-3)"], rows)
     rob = [r for r in rs.records if r.protocol == "robustness" and r.metric == "top1"]
     if rob:
         parts = []

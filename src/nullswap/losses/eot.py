@@ -91,7 +91,7 @@ def resize_round_trip(x: torch.Tensor, scale: float) -> torch.Tensor:
 
 
 def jpeg_differentiable(x: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
-    """kornia's differentiable JPEG (straight-through rounding) at per-image ``quality`` ``(B,)``, float32."""
+    """Differentiable JPEG (kornia's, straight-through rounding) at per-image ``quality`` ``(B,)``, float32."""
     from kornia.enhance import jpeg_codec_differentiable
 
     return jpeg_codec_differentiable(x.float().clamp(0, 1), quality.to(x.device, torch.float32)).to(x.dtype)

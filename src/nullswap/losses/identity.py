@@ -25,7 +25,7 @@ def identity_cosines(
     clean_emb: Sequence[torch.Tensor] | None = None,
     indices: Sequence[int] | None = None,
 ) -> list[torch.Tensor]:
-    """Per-image cosine ``(e_s . e'_s) / (||e_s|| ||e'_s||)`` per recognizer: a list of ``(B,)`` tensors (Eq. 12's terms).
+    """Per-image cosine ``(e_s . e'_s) / (||e_s|| ||e'_s||)`` per recognizer, a list of ``(B,)`` tensors (Eq. 12).
 
     Args and errors as :func:`identity_losses`; ``indices`` restricts the recognizers to those positions of the
     ensemble (``clean_emb``, when given, still holds every recognizer's embeddings).

@@ -172,6 +172,41 @@ def protection_success_rate(clean_emb: torch.Tensor, protected_emb: torch.Tensor
     return float((sim < threshold).float().mean()) if sim.numel() else float("nan")
 
 
+def dodging_success_rate(
+    protected_emb: torch.Tensor, gallery_emb: torch.Tensor, probe_index: torch.Tensor, labels: torch.Tensor,
+    threshold: float,
+) -> float:
+    """Dodging protection success rate: protected faces not verified against *other* clean photos of their person.
+
+    AMT-GAN (Hu et al., CVPR 2022) and CLIP2Protect (Shamshad et al., CVPR 2023) count a protected face as a success
+    when a verifier no longer matches it to a clean photo of the same person. Here, per probe ``i`` with identity
+    ``y_i``: ``s_i = mean_{j != i, y_j = y_i} [cos(e'_i, g_j) < threshold]`` over every other clean gallery photo of
+    that person, and ``PSR = mean_i s_i`` over probes that have at least one such photo. Choice: averaging over all
+    of a person's other photos (instead of one reference photo, which the papers leave unspecified) gives a lower-
+    variance estimate on small galleries.
+
+    Args:
+        protected_emb: ``(P, D)`` L2-normalised embeddings of the protected probes.
+        gallery_emb: ``(N, D)`` L2-normalised embeddings of all clean images.
+        probe_index: ``(P,)`` gallery index of each probe's own clean image (left out).
+        labels: ``(N,)`` identity labels of the gallery.
+        threshold: cosine threshold of the verifier.
+
+    Returns:
+        The rate in ``[0, 1]``; ``nan`` when no probe has another photo of its person.
+    """
+    sims = protected_emb.float() @ gallery_emb.float().T  # (P, N)
+    labels = torch.as_tensor(labels)
+    same = labels[probe_index].unsqueeze(1) == labels.unsqueeze(0)
+    same[torch.arange(len(probe_index)), probe_index] = False
+    counts = same.sum(1)
+    ok = counts > 0
+    if not bool(ok.any()):
+        return float("nan")
+    below = ((sims < threshold) & same).sum(1).float()
+    return float((below[ok] / counts[ok].float()).mean())
+
+
 class CosineSimilarity(_MeanMetric):
     """Mean row-wise :func:`cosine_similarity` (NullSwap Table 3; ID-Guard "ID sim.")."""
 

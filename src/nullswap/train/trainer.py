@@ -310,8 +310,10 @@ class Trainer:
 
             seen = list(recipe.ensemble.names)
             unseen = [n for n in (self.cfg.get("eval_recognizers") or []) if n not in seen]
-            extra = RecognizerEnsemble(unseen, source_template=recipe.ensemble.source_template,
-                                       weights_dir=self.cfg.get("weights_dir")).to(self.fabric.device) if unseen else None
+            extra = None
+            if unseen:
+                extra = RecognizerEnsemble(unseen, source_template=recipe.ensemble.source_template,
+                                           weights_dir=self.cfg.get("weights_dir")).to(self.fabric.device)
             self._eval_ens = (seen, unseen, extra)
         return self._eval_ens
 
