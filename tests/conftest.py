@@ -21,11 +21,23 @@ def _shared_root() -> Path | None:
 SHARED = _shared_root()
 
 
+#: CI sets NULLSWAP_REQUIRE_SHARED=1: there, a missing ../shared fails the tests that need it instead of skipping.
+REQUIRE_SHARED = os.environ.get("NULLSWAP_REQUIRE_SHARED", "") not in ("", "0")
+
+
+def need_shared(what: str) -> None:
+    """Skip (or, with ``NULLSWAP_REQUIRE_SHARED=1``, fail) because ``what`` from ``../shared`` is absent."""
+    msg = f"{what} is not present beside the repository; set NULLSWAP_SHARED"
+    if REQUIRE_SHARED:
+        pytest.fail(f"NULLSWAP_REQUIRE_SHARED=1: {msg}")
+    pytest.skip(msg)
+
+
 @pytest.fixture(scope="session")
 def shared() -> Path:
-    """Root of ``../shared``; skips the test with a clear message when it is absent."""
+    """Root of ``../shared``; skips the test with a clear message when it is absent (fails in CI)."""
     if SHARED is None:
-        pytest.skip("../shared (real data and weights) is not present beside the repository; set NULLSWAP_SHARED")
+        need_shared("../shared (real data and weights)")
     return SHARED
 
 

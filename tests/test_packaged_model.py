@@ -10,6 +10,7 @@ import torch
 from nullswap.hub import get_weight_spec, verify
 from nullswap.protection import default_method, packaged_checkpoint
 from nullswap.protectors import create_protector
+from tests.conftest import need_shared
 
 
 def test_packaged_checkpoint_verifies_and_loads():
@@ -39,7 +40,7 @@ def test_packaged_model_moves_identity_of_held_out_faces(shared):
 
     root = shared / "data" / "celeba"
     if not root.is_dir():
-        pytest.skip("../shared/data/celeba is not present")
+        need_shared("../shared/data/celeba")
     recs = identity_disjoint_split(scan_faces(root), (0.8, 0.1, 0.1), seed=0)["test"][::40][:12]
     x = AlignedFaces(recs, template="protector-128").tensor()
     with torch.no_grad():
