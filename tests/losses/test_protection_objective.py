@@ -4,6 +4,7 @@ import random
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from nullswap.errors import InputError
 from nullswap.losses import NullSwapLoss
@@ -128,3 +129,28 @@ def test_recognizers_per_step_draws_subsets_and_resumes():
         NullSwapLoss(ens.names, strategy="dlw", recognizers_per_step=2)
     with pytest.raises(InputError, match="recognizers_per_step"):
         NullSwapLoss(ens.names, strategy="average", recognizers_per_step=5)
+
+
+def test_refine_steps_lower_the_cosine_within_the_budget():
+    from nullswap.protectors.nullswap import NullSwapProtector
+
+    torch.manual_seed(0)
+    cfg = NullSwapConfig(L=1, M=1, N=1, image_size=128, id_channels=8, perturb_channels=8, feature_channels=8,
+                         cloak_channels=8, max_delta=6.0)
+    gen = NullSwapGenerator(cfg).eval()
+    ens = RecognizerEnsemble([TinyRecognizer(0), TinyRecognizer(1)], source_template="protector-128")
+    x = torch.rand(3, 3, 128, 128, generator=torch.Generator().manual_seed(2))
+    g = torch.Generator().manual_seed(0)
+    one = NullSwapProtector(gen, cfg, psnr_floor=30.0).protect(x, generator=g)
+    g = torch.Generator().manual_seed(0)
+    ref = NullSwapProtector(gen, cfg, psnr_floor=30.0, refine=5, refine_recognizers=ens).protect(x, generator=g)
+
+    def cos(y):
+        return float(sum(F.cosine_similarity(a, b, dim=1).mean() for a, b in zip(ens(x), ens(y), strict=True)))
+
+    assert cos(ref) < cos(one)
+    assert float((ref - x).abs().max()) <= 6.0 / 255 + 1e-6  # the model's per-pixel cap
+    mse = (ref - x).pow(2).flatten(1).mean(1)
+    assert bool((10 * torch.log10(1 / mse) >= 30.0 - 1e-3).all())  # the PSNR floor
+    with pytest.raises(InputError, match="refine_recognizers"):
+        NullSwapProtector(gen, cfg, refine=2)

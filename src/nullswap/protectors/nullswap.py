@@ -551,6 +551,15 @@ class NullSwapProtector(Protector):
             against the input is at least this; ``strength="high"`` lowers the floor by 4 dB. The factory takes it
             from the checkpoint's training loss (``psnr_floor``) by default, so inference keeps the promise
             training made even where batch-norm running statistics make eval-mode outputs differ from training's.
+        refine: ``K`` identity-targeted signed-gradient steps after the one pass ("one pass plus a few steps"):
+            starting from the generator's output, ``y <- y - a * sign(grad mean_k cos(E_k(y), E_k(x)))`` on
+            ``refine_recognizers``, each step projected back into the same budget: ``|y - x| <= cap`` per pixel
+            (the model's ``max_delta`` at this strength, else 8/255), the PSNR floor, and [0, 1]. Step size
+            ``a = min(2.5 cap / K, cap / 2)`` (Madry-lab convention, capped). 0 = the generator alone. Not in the
+            paper; Choice (issue 12): a few attack steps on top of a learned cloak cost a fraction of PGD-50.
+        refine_recognizers: the ensemble the refinement attacks (names or a built
+            :class:`~nullswap.recognizers.ensemble.RecognizerEnsemble`); the factory passes the checkpoint's training
+            recognizers.
 
     The crop size is ``config.image_size`` (template ``protector-128`` for 128, else ``protector-256``).
     """
@@ -564,8 +573,17 @@ class NullSwapProtector(Protector):
         strength: str | float = "mid",
         noise_scale: float = 1.0,
         psnr_floor: float | None = None,
+        refine: int = 0,
+        refine_recognizers: Any = None,
     ) -> None:
         super().__init__()
+        if isinstance(refine, bool) or not isinstance(refine, int) or refine < 0:
+            raise InputError(f"refine: expected an int >= 0 (attack steps), got {refine!r}")
+        if refine and not refine_recognizers:
+            raise InputError("refine: expected refine_recognizers (the ensemble to attack) with refine > 0, got none")
+        self.refine = refine
+        self._refine_spec = refine_recognizers
+        self._refine_ens: nn.Module | None = None
         self.generator = generator
         self.psnr_floor = None if psnr_floor is None else float(psnr_floor) - (4.0 if strength == "high" else 0.0)
         self.config = config
@@ -589,12 +607,46 @@ class NullSwapProtector(Protector):
         x = faces.to(p.device, torch.float32)
         y = self.generator(x, generator=generator, noise_scale=self.noise_scale,
                            perturbation_scale=self.perturbation_scale)
-        if self.psnr_floor is not None:
-            r = y - x
-            mse = r.pow(2).mean((1, 2, 3), keepdim=True).clamp_min(1e-20)
-            cap = 10.0 ** (-self.psnr_floor / 10.0)
-            y = (x + r * (cap / mse).sqrt().clamp(max=1.0)).clamp(0, 1)
+        y = self._guard(x, y)
+        if self.refine:
+            y = self._refine_steps(x, y)
         return y.to(faces.device, faces.dtype).clamp(0, 1)
+
+    def _guard(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The PSNR-floor guard (identity when ``psnr_floor`` is ``None``)."""
+        if self.psnr_floor is None:
+            return y
+        r = y - x
+        mse = r.pow(2).mean((1, 2, 3), keepdim=True).clamp_min(1e-20)
+        cap = 10.0 ** (-self.psnr_floor / 10.0)
+        return (x + r * (cap / mse).sqrt().clamp(max=1.0)).clamp(0, 1)
+
+    def _refine_ensemble(self, device: torch.device) -> nn.Module:
+        if self._refine_ens is None:
+            from nullswap.recognizers.ensemble import RecognizerEnsemble
+
+            spec = self._refine_spec
+            self._refine_ens = spec if isinstance(spec, nn.Module) else RecognizerEnsemble(
+                list(spec), source_template=self.template)
+        return self._refine_ens.to(device)
+
+    def _refine_steps(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """``refine`` projected signed-gradient steps from ``y`` (see the class docstring)."""
+        ens = self._refine_ensemble(x.device)
+        cap = (self.config.max_delta or 8.0) / 255.0 * max(float(self.perturbation_scale), 1e-6)
+        alpha = min(2.5 * cap / self.refine, cap / 2)
+        with torch.no_grad():
+            clean = [e.detach() for e in ens(x)]
+        with torch.enable_grad():
+            for _ in range(self.refine):
+                y = y.detach().requires_grad_(True)
+                sim = torch.stack([F.cosine_similarity(e, c, dim=1) for e, c in zip(ens(y), clean, strict=True)])
+                (g,) = torch.autograd.grad(sim.mean(0).sum(), y)
+                with torch.no_grad():
+                    y = y - alpha * g.sign()
+                    y = torch.min(torch.max(y, x - cap), x + cap).clamp(0, 1)
+                    y = self._guard(x, y)
+        return y.detach()
 
 
 @register_protector("nullswap", "NullSwap identity-cloaking generator (Wang et al.), needs trained weights")
@@ -604,6 +656,8 @@ def _make_nullswap(
     device: str | torch.device | None = None,
     noise_scale: float = 1.0,
     psnr_floor: float | str | None = "auto",
+    refine: int = 0,
+    refine_recognizers: Any = None,
     **_: object,
 ) -> NullSwapProtector:
     """Factory: load ``checkpoint`` (or the packaged default) into a :class:`NullSwapProtector` in eval mode.
@@ -627,8 +681,11 @@ def _make_nullswap(
     if psnr_floor == "auto":  # the floor the model was trained with, if any
         loss = meta.get("loss") if isinstance(meta.get("loss"), dict) else (meta.get("extra") or {}).get("loss", {})
         psnr_floor = (loss or {}).get("psnr_floor")
+    if refine and refine_recognizers is None:  # attack what the generator was trained against
+        refine_recognizers = list(meta.get("recognizers") or [])
     prot = NullSwapProtector(gen, config, strength=strength, noise_scale=noise_scale,
-                             psnr_floor=None if psnr_floor is None else float(psnr_floor))
+                             psnr_floor=None if psnr_floor is None else float(psnr_floor), refine=int(refine),
+                             refine_recognizers=refine_recognizers)
     return prot.eval()
 
 
