@@ -43,3 +43,41 @@ def test_faces_command_bad_file_exit_code(tmp_path):
     bad.write_text("not an image")
     r = runner.invoke(app, ["faces", str(bad), "--out", str(tmp_path / "o")])
     assert r.exit_code == 1
+
+
+def test_weights_list_shows_every_spec_without_model_modules():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from nullswap.cli.main import app\n"
+        "r = CliRunner().invoke(app, ['weights', 'list'], env={'COLUMNS': '400'})\n"
+        "assert r.exit_code == 0, r.output\n"
+        "mods = [m for m in sys.modules if m.startswith(('nullswap.recognizers.', 'nullswap.protectors.'))]\n"
+        "assert not mods, mods\n"
+        "print(r.output)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    for name in ("arcface-r50", "arcface-r100", "facenet-vggface2", "facenet-casia", "sface", "arcface-mbf",
+                 "dlib-resnet29", "mobilefacenet-casia"):
+        assert name in out.stdout
+
+
+def test_weights_fetch_unobtainable_file_is_one_line_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("NULLSWAP_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("NULLSWAP_WEIGHTS", str(tmp_path / "empty"))
+    monkeypatch.setenv("NULLSWAP_SHARED", str(tmp_path / "no-shared"))
+    r = runner.invoke(app, ["weights", "fetch", "arcface-r50"])
+    assert r.exit_code == 1
+    assert r.exception is None or isinstance(r.exception, SystemExit)
+    lines = [ln for ln in r.output.splitlines() if "arcface-r50" in ln and "error" in ln]
+    assert len(lines) == 1, r.output
+
+
+def test_weights_fetch_unknown_name_is_one_line_error():
+    r = runner.invoke(app, ["weights", "fetch", "no-such-weights"])
+    assert r.exit_code == 2 and isinstance(r.exception, SystemExit)
+    assert "unknown weight file 'no-such-weights'" in r.output and "arcface-r50" in r.output

@@ -33,10 +33,14 @@ def fetch_cmd(
     names: Annotated[list[str], typer.Argument(help="Weight names (see `nullswap weights list`), or 'all'.")],
 ) -> None:
     """Fetch weight files into the cache (sha256-verified), with a progress bar."""
-    from nullswap.errors import WeightsError
+    from nullswap.errors import UnknownModelError, WeightsError
     from nullswap.hub import get_weight_spec, list_weights, resolve
 
-    specs = list_weights() if names == ["all"] else [get_weight_spec(n) for n in names]
+    try:
+        specs = list_weights() if names == ["all"] else [get_weight_spec(n) for n in names]
+    except UnknownModelError as e:
+        _err.print(f"[red]error[/red] {e}", soft_wrap=True)
+        raise typer.Exit(2) from None
     failed = 0
     with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                   console=_err) as progress:
@@ -52,7 +56,7 @@ def fetch_cmd(
                 _out.print(f"{spec.name}: {path}")
             except WeightsError as e:
                 failed += 1
-                _err.print(f"[red]{spec.name}: {e}[/red]")
+                _err.print(f"[red]error[/red] {spec.name}: {e}", soft_wrap=True)
     if failed:
         raise typer.Exit(1)
 

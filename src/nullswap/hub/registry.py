@@ -2,6 +2,10 @@
 
 Hashes and sizes of the files shipped in ``../shared/weights`` come from its ``SHA256SUMS``; the MTCNN files from the
 ``facenet-pytorch`` 2.6.0 wheel; dlib's descriptor from the ``face-recognition-models`` 0.3.0 sdist.
+
+Every built-in spec is registered here, at import of :mod:`nullswap.hub`, including those of user-supplied weights
+(ArcFace r50/r100, FaceNet, SFace), so ``nullswap weights list|fetch`` sees all of them without importing a model
+module first.
 """
 
 from __future__ import annotations
@@ -216,5 +220,71 @@ register_weight(
         "MODEL_CARD.md",
         sources=(PackageSource("assets/nullswap-default/model.safetensors"),),
         description="NullSwap generator shipped with the package (128 px, CPU-trained)",
+    )
+)
+
+
+# ---------------------------------------------------------------------------------- user-supplied recognizer weights
+# ArcFace IResNet backbones (nullswap.recognizers.arcface): insightface publishes no hashes, the files come through
+# OneDrive/Baidu links only, so a user supplies them.
+for _depth in ("r50", "r100"):
+    register_weight(
+        WeightSpec(
+            name=f"arcface-{_depth}",
+            filename=f"arcface-{_depth}-backbone.pth",
+            sha256=None,  # insightface publishes no hashes; user-supplied
+            size=None,
+            license="insightface model zoo: non-commercial research use only",
+            provenance=f"insightface arcface_torch ms1mv3_arcface_{_depth}_fp16/backbone.pth (MS1MV3, ArcFace loss), "
+            "distributed via OneDrive/Baidu links in recognition/arcface_torch/README.md",
+            sources=(
+                LocalSource(f"ms1mv3_arcface_{_depth}_fp16/backbone.pth"),
+                LocalSource(f"arcface-{_depth}/backbone.pth"),
+                LocalSource(f"arcface/ms1mv3_arcface_{_depth}_fp16/backbone.pth"),
+            ),
+            description=f"ArcFace IResNet-{_depth[1:]} state dict (arcface_torch backbone.pth), user-supplied",
+        )
+    )
+
+# FaceNet Inception-ResNet-v1 (nullswap.recognizers.facenet), facenet-pytorch release assets.
+FACENET_RELEASE = "https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9"
+#: name -> (file, training set, classes of the dropped classifier)
+FACENET_VARIANTS: dict[str, tuple[str, str, int]] = {
+    "facenet-vggface2": ("20180402-114759-vggface2.pt", "VGGFace2", 8631),
+    "facenet-casia": ("20180408-102900-casia-webface.pt", "CASIA-WebFace", 10575),
+}
+for _name, (_file, _data, _) in FACENET_VARIANTS.items():
+    register_weight(
+        WeightSpec(
+            name=_name,
+            filename=_file,
+            sha256=None,  # facenet-pytorch publishes no hashes
+            size=None,
+            license="MIT (facenet-pytorch); models by David Sandberg (MIT)",
+            provenance=f"davidsandberg/facenet Inception-ResNet-v1 trained on {_data}, converted to PyTorch by "
+            f"facenet-pytorch (release v2.2.9 asset {_file})",
+            sources=(LocalSource(f"facenet/{_file}"), URLSource(f"{FACENET_RELEASE}/{_file}")),
+            description=f"FaceNet Inception-ResNet-v1 ({_data}) state dict with classifier",
+        )
+    )
+
+# SFace (nullswap.recognizers.onnx_models), OpenCV model zoo.
+SFACE_FILE = "face_recognition_sface_2021dec.onnx"
+register_weight(
+    WeightSpec(
+        name="sface",
+        filename=SFACE_FILE,
+        # size and sha256 of the Git LFS object (the pointer's "oid sha256:" is the file's sha256)
+        sha256="f6abbfff9575e3041db692c1e29d782e995191888477fd59ebc81202d99fc63b",
+        size=24227283,
+        license="Apache-2.0 (OpenCV model zoo)",
+        provenance="SFace (Zhong et al., IEEE TIP 2021) converted to ONNX for the OpenCV model zoo, "
+        f"models/face_recognition_sface/{SFACE_FILE}",
+        sources=(
+            LocalSource(f"sface/{SFACE_FILE}"),
+            LocalSource(f"face_recognition_sface/{SFACE_FILE}"),
+            URLSource(f"https://github.com/opencv/opencv_zoo/raw/main/models/face_recognition_sface/{SFACE_FILE}"),
+        ),
+        description="SFace 128-d face recognizer (ONNX, OpenCV zoo); user-supplied or downloaded",
     )
 )

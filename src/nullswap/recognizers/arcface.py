@@ -25,7 +25,7 @@ import logging
 import torch
 from torch import nn
 
-from nullswap.hub import LocalSource, WeightSpec, get_weight_spec, register_weight
+from nullswap.hub import get_weight_spec
 from nullswap.recognizers.base import FaceRecognizer, RecognizerInfo
 from nullswap.recognizers.mobilefacenet import load_state_dict_strict, read_torch_checkpoint, resolve_weights
 from nullswap.recognizers.registry import register_recognizer
@@ -139,30 +139,8 @@ class ArcFaceRecognizer(FaceRecognizer):
 
 
 def _register_weights(depth: str) -> str:
-    name = f"arcface-{depth}"
-    try:
-        get_weight_spec(name)
-        return name
-    except KeyError:
-        pass
-    register_weight(
-        WeightSpec(
-            name=name,
-            filename=f"arcface-{depth}-backbone.pth",
-            sha256=None,  # insightface publishes no hashes; user-supplied
-            size=None,
-            license="insightface model zoo: non-commercial research use only",
-            provenance=f"insightface arcface_torch ms1mv3_arcface_{depth}_fp16/backbone.pth (MS1MV3, ArcFace loss), "
-            "distributed via OneDrive/Baidu links in recognition/arcface_torch/README.md",
-            sources=(
-                LocalSource(f"ms1mv3_arcface_{depth}_fp16/backbone.pth"),
-                LocalSource(f"arcface-{depth}/backbone.pth"),
-                LocalSource(f"arcface/ms1mv3_arcface_{depth}_fp16/backbone.pth"),
-            ),
-            description=f"ArcFace IResNet-{depth[1:]} state dict (arcface_torch backbone.pth), user-supplied",
-        )
-    )
-    return name
+    """The hub name of the IResNet backbone of ``depth`` (registered eagerly in :mod:`nullswap.hub.registry`)."""
+    return get_weight_spec(f"arcface-{depth}").name
 
 
 def _info(depth: str, nparams: str) -> RecognizerInfo:

@@ -31,7 +31,8 @@ import torch
 from torch import nn
 
 from nullswap.faces.templates import AlignmentTemplate, register_template
-from nullswap.hub import LocalSource, URLSource, WeightSpec, get_weight_spec, register_weight
+from nullswap.hub import get_weight_spec
+from nullswap.hub.registry import FACENET_VARIANTS
 from nullswap.recognizers.base import FaceRecognizer, RecognizerInfo
 from nullswap.recognizers.mobilefacenet import load_state_dict_strict, read_torch_checkpoint, resolve_weights
 from nullswap.recognizers.registry import register_recognizer
@@ -214,35 +215,12 @@ class FaceNetRecognizer(FaceRecognizer):
 
 
 # ------------------------------------------------------------------------------------------------ weights, registry
-_RELEASE = "https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9"
-_VARIANTS = {
-    # name: (file, training set, classes of the dropped classifier)
-    "facenet-vggface2": ("20180402-114759-vggface2.pt", "VGGFace2", 8631),
-    "facenet-casia": ("20180408-102900-casia-webface.pt", "CASIA-WebFace", 10575),
-}
+_VARIANTS = FACENET_VARIANTS  # name -> (file, training set, classes of the dropped classifier)
 
 
 def _register_weights(name: str) -> str:
-    filename, data, _ = _VARIANTS[name]
-    try:
-        get_weight_spec(name)
-        return name
-    except KeyError:
-        pass
-    register_weight(
-        WeightSpec(
-            name=name,
-            filename=filename,
-            sha256=None,  # facenet-pytorch publishes no hashes
-            size=None,
-            license="MIT (facenet-pytorch); models by David Sandberg (MIT)",
-            provenance=f"davidsandberg/facenet Inception-ResNet-v1 trained on {data}, converted to PyTorch by "
-            f"facenet-pytorch (release v2.2.9 asset {filename})",
-            sources=(LocalSource(f"facenet/{filename}"), URLSource(f"{_RELEASE}/{filename}")),
-            description=f"FaceNet Inception-ResNet-v1 ({data}) state dict with classifier",
-        )
-    )
-    return name
+    """The hub name of a FaceNet variant (registered eagerly in :mod:`nullswap.hub.registry`)."""
+    return get_weight_spec(name).name
 
 
 def _info(name: str) -> RecognizerInfo:

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from nullswap.errors import WeightsError
-from nullswap.hub import LocalSource, URLSource, WeightSpec, get_weight_spec, register_weight
+from nullswap.hub.registry import SFACE_FILE
 from nullswap.recognizers.base import FaceRecognizer, RecognizerInfo
 from nullswap.recognizers.mobilefacenet import resolve_weights
 from nullswap.recognizers.registry import register_recognizer
@@ -292,36 +292,7 @@ def faceplugin_512(
 
 
 # --------------------------------------------------------------------------------------------------------- SFace
-_SFACE_FILE = "face_recognition_sface_2021dec.onnx"
-
-
-def _register_sface_weights() -> None:
-    try:
-        get_weight_spec("sface")
-        return
-    except KeyError:
-        pass
-    register_weight(
-        WeightSpec(
-            name="sface",
-            filename=_SFACE_FILE,
-            # size and sha256 of the Git LFS object (the pointer's "oid sha256:" is the file's sha256)
-            sha256="f6abbfff9575e3041db692c1e29d782e995191888477fd59ebc81202d99fc63b",
-            size=24227283,
-            license="Apache-2.0 (OpenCV model zoo)",
-            provenance="SFace (Zhong et al., IEEE TIP 2021) converted to ONNX for the OpenCV model zoo, "
-            f"models/face_recognition_sface/{_SFACE_FILE}",
-            sources=(
-                LocalSource(f"sface/{_SFACE_FILE}"),
-                LocalSource(f"face_recognition_sface/{_SFACE_FILE}"),
-                URLSource(f"https://github.com/opencv/opencv_zoo/raw/main/models/face_recognition_sface/{_SFACE_FILE}"),
-            ),
-            description="SFace 128-d face recognizer (ONNX, OpenCV zoo); user-supplied or downloaded",
-        )
-    )
-
-
-_register_sface_weights()
+_SFACE_FILE = SFACE_FILE  # its weight spec "sface" is registered eagerly in nullswap.hub.registry
 
 SFACE_INFO = RecognizerInfo(
     name="sface",
