@@ -66,3 +66,12 @@ class UnknownModelError(NullswapError, KeyError):
 
 class DetectionError(NullswapError):
     """A face detector failed to run (not raised for images without faces: those give an empty result)."""
+
+
+class DuplicateNameError(NullswapError, ValueError):
+    """A registry was asked to register a name it already holds."""
+
+    def __init__(self, kind: str, name: str) -> None:
+        self.kind = kind
+        self.name = name
+        super().__init__(f"{kind} {name!r}: expected a new name, got one that is already registered")

@@ -14,6 +14,7 @@ Landmark order (image coordinates): left eye, right eye, nose tip, left mouth co
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,7 +24,8 @@ from torch import nn
 from torchvision.ops import batched_nms, nms, roi_align
 
 from nullswap.checks import check_image_batch
-from nullswap.errors import DetectionError, InputError, UnknownModelError
+from nullswap.errors import DetectionError, InputError
+from nullswap.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -380,18 +382,22 @@ def _scrfd(**kwargs: object) -> FaceDetector:
     return SCRFDDetector(**kwargs)  # type: ignore[arg-type]
 
 
-_DETECTORS = {"mtcnn": MTCNNDetector, "yunet": YuNetDetector, "scrfd": _scrfd}
+#: Face detector factories by name.
+DETECTORS: Registry[Callable[..., FaceDetector]] = Registry("face detector")
+DETECTORS.register("mtcnn", MTCNNDetector)
+DETECTORS.register("yunet", YuNetDetector)
+DETECTORS.register("scrfd", _scrfd)
 
 
 def list_detectors() -> list[str]:
     """Registered detector names."""
-    return sorted(_DETECTORS)
+    return DETECTORS.names()
 
 
 def create_detector(name: str = "mtcnn", **kwargs: object) -> FaceDetector:
-    """Build a detector by name (``"mtcnn"``, ``"yunet"`` or ``"scrfd"``); keyword arguments go to its constructor."""
-    try:
-        cls = _DETECTORS[name]
-    except KeyError:
-        raise UnknownModelError("face detector", name, list(_DETECTORS)) from None
-    return cls(**kwargs)
+    """Build a detector by name (``"mtcnn"``, ``"yunet"`` or ``"scrfd"``); keyword arguments go to its constructor.
+
+    Raises:
+        UnknownModelError: for an unknown name, listing the known ones.
+    """
+    return DETECTORS.get(name)(**kwargs)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
-from nullswap.errors import UnknownModelError
+from nullswap.registry import Registry
 
 # insightface's ArcFace 112x112 reference points (the de-facto standard template).
 _ARCFACE_112 = (
@@ -50,13 +50,17 @@ def _scaled(points, scale: float, src_center: tuple[float, float], dst_center: t
     )
 
 
-_TEMPLATES: dict[str, AlignmentTemplate] = {}
+#: Alignment templates by name.
+TEMPLATES: Registry[AlignmentTemplate] = Registry("alignment template")
 
 
 def register_template(t: AlignmentTemplate) -> AlignmentTemplate:
-    """Add a template to the registry."""
-    _TEMPLATES[t.name] = t
-    return t
+    """Add a template to the registry.
+
+    Raises:
+        DuplicateNameError: a template of that name is already registered.
+    """
+    return TEMPLATES.register(t.name, t)
 
 
 def get_template(name: str | AlignmentTemplate) -> AlignmentTemplate:
@@ -67,15 +71,12 @@ def get_template(name: str | AlignmentTemplate) -> AlignmentTemplate:
     """
     if isinstance(name, AlignmentTemplate):
         return name
-    try:
-        return _TEMPLATES[name]
-    except KeyError:
-        raise UnknownModelError("alignment template", name, list(_TEMPLATES)) from None
+    return TEMPLATES.get(name)
 
 
 def list_templates() -> list[str]:
     """Names of all registered templates."""
-    return sorted(_TEMPLATES)
+    return TEMPLATES.names()
 
 
 ARCFACE_112 = register_template(

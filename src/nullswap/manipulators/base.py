@@ -15,8 +15,9 @@ import torch
 from torch import nn
 
 from nullswap.checks import check_image_batch
-from nullswap.errors import InputError, UnknownModelError
+from nullswap.errors import InputError
 from nullswap.faces.templates import get_template
+from nullswap.registry import Registry
 
 
 class Manipulator(nn.Module):
@@ -75,28 +76,32 @@ class _Entry:
     description: str
 
 
-_REGISTRY: dict[str, _Entry] = {}
+def _load_builtins() -> None:
+    import nullswap.manipulators.zoo  # noqa: F401  (registers the built-in manipulators)
+
+
+#: Manipulator factories and descriptions by name (built-ins load at the first lookup).
+MANIPULATORS: Registry[_Entry] = Registry("manipulator", loader=_load_builtins)
 
 
 def register_manipulator(name: str, description: str = "") -> Callable[[Callable[..., Manipulator]],
                                                                        Callable[..., Manipulator]]:
-    """Decorator registering a factory ``factory(**kwargs) -> Manipulator``."""
+    """Decorator registering a factory ``factory(**kwargs) -> Manipulator``.
+
+    Raises:
+        DuplicateNameError: a manipulator of that name is already registered.
+    """
 
     def deco(factory: Callable[..., Manipulator]) -> Callable[..., Manipulator]:
-        _REGISTRY[name] = _Entry(name, factory, description)
+        MANIPULATORS.register(name, _Entry(name, factory, description))
         return factory
 
     return deco
 
 
-def _ensure_loaded() -> None:
-    import nullswap.manipulators.zoo  # noqa: F401
-
-
 def list_manipulators() -> list[str]:
     """Registered manipulator names."""
-    _ensure_loaded()
-    return sorted(_REGISTRY)
+    return MANIPULATORS.names()
 
 
 def create_manipulator(name: str, **kwargs: object) -> Manipulator:
@@ -105,12 +110,7 @@ def create_manipulator(name: str, **kwargs: object) -> Manipulator:
     Raises:
         UnknownModelError: unknown name.
     """
-    _ensure_loaded()
-    try:
-        entry = _REGISTRY[name]
-    except KeyError:
-        raise UnknownModelError("manipulator", name, list(_REGISTRY)) from None
-    return entry.factory(**kwargs)
+    return MANIPULATORS.get(name).factory(**kwargs)
 
 
 __all__ = ["FaceSwapper", "Manipulator", "create_manipulator", "list_manipulators", "register_manipulator"]

@@ -16,8 +16,9 @@ import torch
 from torch import nn
 
 from nullswap.checks import check_image_batch
-from nullswap.errors import InputError, UnknownModelError
+from nullswap.errors import InputError
 from nullswap.faces.templates import get_template
+from nullswap.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -104,37 +105,42 @@ class _Entry:
     description: str
 
 
-_REGISTRY: dict[str, _Entry] = {}
+def _load_builtins() -> None:
+    import nullswap.protectors.zoo  # noqa: F401  (registers the built-in protectors)
+
+
+#: Protector factories and descriptions by name (built-ins load at the first lookup).
+PROTECTORS: Registry[_Entry] = Registry("protector", loader=_load_builtins)
 
 
 def register_protector(
     name: str, description: str = ""
 ) -> Callable[[Callable[..., Protector]], Callable[..., Protector]]:
-    """Decorator registering a protector factory ``factory(**kwargs) -> Protector`` under ``name``."""
+    """Decorator registering a protector factory ``factory(**kwargs) -> Protector`` under ``name``.
+
+    Raises:
+        DuplicateNameError: a protector of that name is already registered.
+    """
 
     def deco(factory: Callable[..., Protector]) -> Callable[..., Protector]:
-        _REGISTRY[name] = _Entry(name, factory, description)
+        PROTECTORS.register(name, _Entry(name, factory, description))
         return factory
 
     return deco
 
 
-def _ensure_loaded() -> None:
-    import nullswap.protectors.zoo  # noqa: F401  (registers the built-in protectors)
-
-
 def list_protectors() -> list[str]:
     """Names of all registered protectors."""
-    _ensure_loaded()
-    return sorted(_REGISTRY)
+    return PROTECTORS.names()
 
 
 def protector_description(name: str) -> str:
-    """One-line description of a registered protector."""
-    _ensure_loaded()
-    if name not in _REGISTRY:
-        raise UnknownModelError("protector", name, list(_REGISTRY))
-    return _REGISTRY[name].description
+    """One-line description of a registered protector.
+
+    Raises:
+        UnknownModelError: for an unknown name, listing the known ones.
+    """
+    return PROTECTORS.get(name).description
 
 
 def create_protector(name: str, **kwargs: object) -> Protector:
@@ -143,12 +149,7 @@ def create_protector(name: str, **kwargs: object) -> Protector:
     Raises:
         UnknownModelError: for an unknown name, listing the known ones.
     """
-    _ensure_loaded()
-    try:
-        entry = _REGISTRY[name]
-    except KeyError:
-        raise UnknownModelError("protector", name, list(_REGISTRY)) from None
-    return entry.factory(**kwargs)
+    return PROTECTORS.get(name).factory(**kwargs)
 
 
 register_protector("clean", "no protection (reference row)")(lambda **_: IdentityProtector())

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 import torch
 
-from nullswap.errors import UnknownModelError
 from nullswap.recognizers.base import FaceRecognizer, RecognizerInfo
+from nullswap.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +20,13 @@ class _Entry:
     factory: Callable[..., FaceRecognizer]
 
 
-_REGISTRY: dict[str, _Entry] = {}
+def _load_builtins() -> None:
+    # importing the model modules registers them
+    import nullswap.recognizers.zoo  # noqa: F401
+
+
+#: Recognizer factories and their :class:`RecognizerInfo`, by name (built-ins load at the first lookup).
+RECOGNIZERS: Registry[_Entry] = Registry("recognizer", loader=_load_builtins)
 
 
 def register_recognizer(info: RecognizerInfo):
@@ -28,35 +34,30 @@ def register_recognizer(info: RecognizerInfo):
 
     Factories must accept ``pretrained``, ``weights_dir`` (a folder searched first by the hub) and ``checkpoint``
     (an explicit file a user supplies) keyword arguments.
+
+    Raises:
+        DuplicateNameError: a recognizer of that name is already registered.
     """
 
     def deco(factory: Callable[..., FaceRecognizer]) -> Callable[..., FaceRecognizer]:
-        if info.name in _REGISTRY:
-            raise ValueError(f"recognizer {info.name!r} is already registered")
-        _REGISTRY[info.name] = _Entry(info, factory)
+        RECOGNIZERS.register(info.name, _Entry(info, factory))
         return factory
 
     return deco
 
 
-def _ensure_loaded() -> None:
-    # importing the model modules registers them
-    import nullswap.recognizers.zoo  # noqa: F401
-
-
 def list_recognizers(offline_only: bool = False) -> list[str]:
     """Registered recognizer names; ``offline_only`` keeps those whose weights are obtainable offline."""
-    _ensure_loaded()
-    return sorted(n for n, e in _REGISTRY.items() if e.info.offline or not offline_only)
+    return [n for n, e in RECOGNIZERS.items() if e.info.offline or not offline_only]
 
 
 def recognizer_info(name: str) -> RecognizerInfo:
-    """The :class:`RecognizerInfo` of a registered recognizer."""
-    _ensure_loaded()
-    try:
-        return _REGISTRY[name].info
-    except KeyError:
-        raise UnknownModelError("recognizer", name, list(_REGISTRY)) from None
+    """The :class:`RecognizerInfo` of a registered recognizer.
+
+    Raises:
+        UnknownModelError: for an unknown name.
+    """
+    return RECOGNIZERS.get(name).info
 
 
 def create_recognizer(
@@ -80,11 +81,7 @@ def create_recognizer(
         UnknownModelError: for an unknown name.
         WeightsError: when the weights cannot be found or loaded.
     """
-    _ensure_loaded()
-    try:
-        entry = _REGISTRY[name]
-    except KeyError:
-        raise UnknownModelError("recognizer", name, list(_REGISTRY)) from None
+    entry = RECOGNIZERS.get(name)
     model = entry.factory(pretrained=pretrained, weights_dir=weights_dir, checkpoint=checkpoint)
     model.eval()
     for p in model.parameters():

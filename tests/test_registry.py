@@ -1,0 +1,68 @@
+import pytest
+
+from nullswap.errors import DuplicateNameError, InputError, UnknownModelError
+from nullswap.registry import Registry
+
+
+def test_register_get_names_and_duplicates():
+    reg: Registry[int] = Registry("number")
+    assert reg.register("two", 2) == 2
+    reg.register("one", 1)
+    assert reg.get("one") == 1 and reg.names() == ["one", "two"] and "two" in reg and len(reg) == 2
+    assert reg.items() == [("one", 1), ("two", 2)]
+    with pytest.raises(DuplicateNameError, match="'one'"):
+        reg.register("one", 3)
+    assert isinstance(DuplicateNameError("x", "y"), ValueError)
+    reg.register("one", 3, overwrite=True)
+    assert reg.get("one") == 3
+    with pytest.raises(InputError):
+        reg.register("", 0)
+
+
+def test_unknown_name_lists_known_ones():
+    reg: Registry[int] = Registry("number")
+    reg.register("one", 1)
+    with pytest.raises(UnknownModelError, match=r"unknown number 'three'; known: one"):
+        reg.get("three")
+
+
+def test_loader_runs_once_before_first_lookup_and_may_register():
+    calls = []
+    reg: Registry[str] = Registry("thing", loader=lambda: calls.append(reg.register("builtin", "b")))
+    reg.register("user", "u")  # registering does not load
+    assert calls == []
+    assert reg.names() == ["builtin", "user"] and reg.get("builtin") == "b"
+    reg.get("user")
+    assert len(calls) == 1
+
+
+def test_failing_loader_is_retried():
+    state = {"n": 0}
+
+    def loader():
+        state["n"] += 1
+        if state["n"] == 1:
+            raise ImportError("boom")
+
+    reg: Registry[int] = Registry("thing", loader=loader)
+    with pytest.raises(ImportError):
+        reg.names()
+    assert reg.names() == [] and state["n"] == 2
+
+
+def test_project_registries_use_it():
+    from nullswap.faces.detection import DETECTORS, list_detectors
+    from nullswap.faces.templates import TEMPLATES
+    from nullswap.hub.registry import WEIGHTS
+    from nullswap.manipulators.base import MANIPULATORS, list_manipulators
+    from nullswap.protectors.base import PROTECTORS, list_protectors
+    from nullswap.recognizers.registry import RECOGNIZERS, list_recognizers
+
+    for reg in (DETECTORS, TEMPLATES, WEIGHTS, MANIPULATORS, PROTECTORS, RECOGNIZERS):
+        assert isinstance(reg, Registry)
+    assert {"mtcnn", "yunet", "scrfd"} <= set(list_detectors())
+    assert {"nullswap", "pgd", "fgsm", "clean", "idguard", "ars", "retentive"} <= set(list_protectors())
+    assert {"surrogate-ae", "swapper-celeba", "stargan-celeba", "simswap"} <= set(list_manipulators())
+    assert {"dlib-resnet29", "arcface-r50", "sface", "arcface-mbf"} <= set(list_recognizers())
+    with pytest.raises(UnknownModelError, match="known: .*dlib-resnet29"):
+        RECOGNIZERS.get("dlib-resnet-29")
