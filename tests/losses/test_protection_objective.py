@@ -121,10 +121,12 @@ def test_recognizers_per_step_draws_subsets_and_resumes():
     b = NullSwapLoss(ens.names, strategy="average", recognizers_per_step=2, lambda_lpips=0, lambda_d=0)
     b.load_state_dict(state)  # resumes the same sequence of draws
     assert [sorted(k for k in b(x, y, **kw)[1] if k.startswith("cos/")) for _ in range(8)] == draws
-    # the identity loss is the mean of the drawn recognizers' values
+    # the identity loss is (c/k) x the sum of the drawn recognizers' values: unbiased for "average" (sum over all)
     total, comps = a(x, y, **kw)
     ids = [v for k, v in comps.items() if k.startswith("id/")]
-    assert comps["loss/id"] == pytest.approx(sum(ids) / 2, abs=1e-6)
+    assert comps["loss/id"] == pytest.approx(sum(ids) * 4 / 2, abs=1e-5)
+    full = NullSwapLoss(ens.names, strategy="average", lambda_lpips=0, lambda_d=0)(x, y, **kw)[1]
+    assert full["loss/id"] == pytest.approx(sum(v for k, v in full.items() if k.startswith("id/")), abs=1e-5)
     with pytest.raises(InputError, match="average"):
         NullSwapLoss(ens.names, strategy="dlw", recognizers_per_step=2)
     with pytest.raises(InputError, match="recognizers_per_step"):

@@ -84,8 +84,8 @@ class NullSwapLoss:
         perceptual_images: compute Eq. 9 on only the first ``k`` images of each batch (an unbiased estimate of the
             batch mean at ``k/B`` of the cost: ST-LPIPS is the most expensive term on a CPU); 0 = all.
         recognizers_per_step: identity term on a random ``k`` of the ``c`` recognizers each step (a stochastic
-            ensemble: the batch's identity loss is the mean over the drawn ones, an unbiased estimate of the
-            ``"average"`` strategy at ``k/c`` of the recognizers' cost); 0 = all. Needs ``strategy="average"``. Not in
+            ensemble: the batch's identity loss is ``(c/k)`` times the sum over the drawn ones, an unbiased estimate
+            of the ``"average"`` strategy's ``sum_i L_i`` at ``k/c`` of the recognizers' cost); 0 = all. Needs ``strategy="average"``. Not in
             the paper; Choice for CPU training (recognizer forward+backward passes are most of a step).
         subset_seed: seed of those draws (their state is part of :meth:`state_dict`, so a resume continues them).
     """
@@ -217,8 +217,10 @@ class NullSwapLoss:
             id_list = [c.mean() for c in cos]
         values = [float(v.detach()) for v in id_list]
         if self.recognizers_per_step:
-            l_id = torch.stack(id_list).mean()
-            weights = [1.0] * len(chosen)
+            # "average" is sum_i L_i (weights 1); the unbiased estimate from k of the c recognizers is (c/k) sum
+            w_each = n / len(chosen)
+            l_id = w_each * torch.stack(id_list).sum()
+            weights = [w_each] * len(chosen)
         else:
             if self.sync_ranks:
                 values = _mean_across_ranks(values, protected.device)
