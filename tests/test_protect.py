@@ -155,9 +155,10 @@ class _Stub(Protector):
         return faces.roll(faces.shape[-1] // 2, -1) if self.roll else faces.clone()
 
 
-register_protector("test-noop", "test stub: returns the crops unchanged")(lambda **_: _Stub(False))
+register_protector("test-noop", "test stub: returns the crops unchanged")(
+    lambda strength="mid", device=None: _Stub(False))
 register_protector("test-high-only", "test stub: works at strength high only")(
-    lambda strength="mid", **_: _Stub(strength == "high"))
+    lambda strength="mid", device=None: _Stub(strength == "high"))
 
 
 @pytest.mark.shared

@@ -66,3 +66,43 @@ def test_project_registries_use_it():
     assert {"dlib-resnet29", "arcface-r50", "sface", "arcface-mbf"} <= set(list_recognizers())
     with pytest.raises(UnknownModelError, match="known: .*dlib-resnet29"):
         RECOGNIZERS.get("dlib-resnet-29")
+
+
+def test_factories_reject_unknown_keywords_naming_the_accepted_ones():
+    from nullswap.faces.detection import create_detector
+    from nullswap.manipulators import create_manipulator
+    from nullswap.protectors import create_protector
+
+    with pytest.raises(InputError, match=r"'stpes'.*did you mean 'steps'"):
+        create_protector("pgd", stpes=3)
+    with pytest.raises(InputError, match=r"'strenght'.*did you mean 'strength'"):
+        create_protector("nullswap", strenght="low")
+    with pytest.raises(InputError, match=r"'checkpiont'"):
+        create_protector("idguard", checkpiont="x")
+    with pytest.raises(InputError, match=r"'checkpoint'"):
+        create_protector("clean", checkpoint="x")
+    create_protector("clean", strength="high", device="cpu")  # what every caller passes
+    with pytest.raises(InputError, match=r"'min_face'.*min_face_size"):
+        create_detector("mtcnn", min_face=40)
+    with pytest.raises(InputError, match=r"'treads'.*did you mean 'threads'"):
+        create_detector("scrfd", treads=1)
+    with pytest.raises(InputError, match=r"pretrained=False"):
+        create_manipulator("surrogate-ae", checkpint="x")
+    with pytest.raises(InputError, match=r"'chekpoint'"):
+        create_manipulator("stargan-celeba", chekpoint="x", pretrained=False)
+
+
+def test_check_keywords_lets_forwarding_factories_through():
+    from nullswap.registry import accepted_keywords, check_keywords
+
+    def swallow(a=1, **_):
+        return a
+
+    def forward(a=1, **config):
+        return a
+
+    assert accepted_keywords(swallow) == (["a"], False)
+    assert accepted_keywords(forward) == (["a"], True)
+    check_keywords("thing", "forward", forward, {"b": 2})
+    with pytest.raises(InputError, match=r"thing 'swallow': expected keyword arguments among \['a'\], got unknown 'b'"):
+        check_keywords("thing", "swallow", swallow, {"b": 2})

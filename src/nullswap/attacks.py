@@ -349,13 +349,33 @@ class FGSMProtector(Protector):
 
 
 @register_protector("pgd", "identity-targeted PGD against a recognizer ensemble (Madry et al. 2018)")
-def _make_pgd(**kwargs: object) -> PGDProtector:
-    return PGDProtector(**kwargs)  # type: ignore[arg-type]
+def _make_pgd(
+    recognizers: Sequence[FaceRecognizer | str] | RecognizerEnsemble | None = None,
+    strength: Strength = "mid",
+    eps: float | None = None,
+    steps: int | None = None,
+    alpha: float | None = None,
+    random_start: bool = True,
+    device: str | torch.device | None = None,
+    weights_dir: str | None = None,
+    template: str = "protector-256",
+) -> PGDProtector:
+    """Factory of :class:`PGDProtector` (the same keyword arguments)."""
+    return PGDProtector(recognizers, strength, eps, steps, alpha, random_start, device, weights_dir, template)
 
 
 @register_protector("fgsm", "identity-targeted FGSM against a recognizer ensemble (Goodfellow et al. 2015)")
-def _make_fgsm(**kwargs: object) -> FGSMProtector:
-    return FGSMProtector(**kwargs)  # type: ignore[arg-type]
+def _make_fgsm(
+    recognizers: Sequence[FaceRecognizer | str] | RecognizerEnsemble | None = None,
+    strength: Strength = "mid",
+    eps: float | None = None,
+    random_start: bool = True,
+    device: str | torch.device | None = None,
+    weights_dir: str | None = None,
+    template: str = "protector-256",
+) -> FGSMProtector:
+    """Factory of :class:`FGSMProtector` (the same keyword arguments)."""
+    return FGSMProtector(recognizers, strength, eps, random_start, device, weights_dir, template)
 
 
 __all__ = [

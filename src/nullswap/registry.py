@@ -8,9 +8,11 @@ entries, called once before the first lookup, so that a package can be imported 
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import logging
-from collections.abc import Callable, Iterator
-from typing import Generic, TypeVar
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Generic, TypeVar
 
 from nullswap.errors import DuplicateNameError, InputError, UnknownModelError
 
@@ -18,7 +20,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-__all__ = ["Registry"]
+__all__ = ["Registry", "accepted_keywords", "check_keywords"]
 
 
 class Registry(Generic[T]):
@@ -108,3 +110,49 @@ class Registry(Generic[T]):
 
     def __repr__(self) -> str:
         return f"Registry({self.kind!r}, {len(self._entries)} entries)"
+
+
+def accepted_keywords(fn: Callable[..., Any]) -> tuple[list[str], bool]:
+    """The keyword arguments ``fn`` names, and whether it forwards others.
+
+    A ``**kwargs`` whose name starts with ``_`` (``**_``) swallows arguments rather than forwarding them, so it does
+    not count as forwarding: unknown names passed to such a factory are misspellings.
+
+    Returns:
+        ``(names, open)``: the named parameters (without ``self``), and ``True`` when a ``**kwargs`` forwards the
+        rest to code that checks them itself.
+    """
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):  # a builtin without a signature: accept anything
+        return [], True
+    names = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self"]
+    forwards = any(p.kind is p.VAR_KEYWORD and not p.name.startswith("_") for p in params)
+    return names, forwards
+
+
+def check_keywords(kind: str, name: str, fn: Callable[..., Any], kwargs: Mapping[str, object]) -> None:
+    """Raise when ``kwargs`` holds a keyword that ``fn`` neither names nor forwards.
+
+    Args:
+        kind: what is being built, for the message (``"protector"``).
+        name: its registry name.
+        fn: the factory (or class) the keywords go to.
+        kwargs: the keyword arguments a caller passed.
+
+    Raises:
+        InputError: naming the unknown keyword, the closest accepted one and every accepted one.
+    """
+    accepted, forwards = accepted_keywords(fn)
+    if forwards:
+        return
+    unknown = [k for k in kwargs if k not in accepted]
+    if not unknown:
+        return
+    bad = unknown[0]
+    close = difflib.get_close_matches(bad, accepted, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise InputError(
+        f"{kind} {name!r}: expected keyword arguments among {sorted(accepted) or '(none)'}, got unknown "
+        f"{', '.join(repr(k) for k in unknown)}{hint}"
+    )

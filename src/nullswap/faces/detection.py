@@ -25,7 +25,7 @@ from torchvision.ops import batched_nms, nms, roi_align
 
 from nullswap.checks import check_image_batch
 from nullswap.errors import DetectionError, InputError
-from nullswap.registry import Registry
+from nullswap.registry import Registry, check_keywords
 
 log = logging.getLogger(__name__)
 
@@ -379,6 +379,7 @@ class YuNetDetector(FaceDetector):
 def _scrfd(**kwargs: object) -> FaceDetector:
     from nullswap.faces.scrfd import SCRFDDetector  # imports onnxruntime: only when asked for
 
+    check_keywords("face detector", "scrfd", SCRFDDetector, kwargs)
     return SCRFDDetector(**kwargs)  # type: ignore[arg-type]
 
 
@@ -399,5 +400,8 @@ def create_detector(name: str = "mtcnn", **kwargs: object) -> FaceDetector:
 
     Raises:
         UnknownModelError: for an unknown name, listing the known ones.
+        InputError: a keyword argument the detector does not take, naming the accepted ones.
     """
-    return DETECTORS.get(name)(**kwargs)
+    factory = DETECTORS.get(name)
+    check_keywords("face detector", name, factory, kwargs)
+    return factory(**kwargs)

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from nullswap.errors import InputError, WeightsError, WeightsNotFoundError
-from nullswap.manipulators.base import Manipulator, register_manipulator
+from nullswap.manipulators.base import Manipulator, register_manipulator, unused_model_kwargs
 
 log = logging.getLogger(__name__)
 
@@ -267,6 +267,7 @@ def _surrogate_ae(checkpoint: str | Path | None = None, pretrained: bool = True,
     """The shipped (or a given) trained autoencoder; ``pretrained=False`` builds an untrained one from ``config``."""
     if not pretrained:
         return FaceAutoencoder(config or None)
+    unused_model_kwargs("surrogate-ae", config)
     return load_autoencoder(checkpoint or ASSETS_DIR / "surrogate-ae")
 
 

@@ -17,7 +17,7 @@ from torch import nn
 from nullswap.checks import check_image_batch
 from nullswap.errors import InputError
 from nullswap.faces.templates import get_template
-from nullswap.registry import Registry
+from nullswap.registry import Registry, check_keywords
 
 
 class Manipulator(nn.Module):
@@ -104,13 +104,29 @@ def list_manipulators() -> list[str]:
     return MANIPULATORS.names()
 
 
+def unused_model_kwargs(name: str, model_kwargs: dict[str, object]) -> None:
+    """Raise when architecture keywords come with ``pretrained=True`` (the checkpoint fixes the architecture).
+
+    Raises:
+        InputError: naming the keywords that would be ignored.
+    """
+    if model_kwargs:
+        raise InputError(
+            f"manipulator {name!r}: expected architecture keywords only with pretrained=False (a checkpoint fixes the "
+            f"architecture), got {sorted(model_kwargs)} with pretrained=True"
+        )
+
+
 def create_manipulator(name: str, **kwargs: object) -> Manipulator:
     """Build a manipulator by name (frozen, eval mode when it loads trained weights).
 
     Raises:
         UnknownModelError: unknown name.
+        InputError: a keyword argument the factory does not take, naming the accepted ones.
     """
-    return MANIPULATORS.get(name).factory(**kwargs)
+    entry = MANIPULATORS.get(name)
+    check_keywords("manipulator", name, entry.factory, kwargs)
+    return entry.factory(**kwargs)
 
 
 __all__ = ["FaceSwapper", "Manipulator", "create_manipulator", "list_manipulators", "register_manipulator"]

@@ -28,10 +28,11 @@ from torch import nn
 
 from nullswap.errors import InputError, WeightsError, WeightsNotFoundError
 from nullswap.manipulators.autoencoder import freeze, load_strict
-from nullswap.manipulators.base import FaceSwapper, register_manipulator
+from nullswap.manipulators.base import FaceSwapper, register_manipulator, unused_model_kwargs
 from nullswap.manipulators.swapper import ApplyStyle, InstanceNorm
 from nullswap.recognizers.base import FaceRecognizer
 from nullswap.recognizers.ensemble import RecognizerEnsemble
+from nullswap.registry import check_keywords
 
 log = logging.getLogger(__name__)
 
@@ -251,7 +252,9 @@ def _simswap(checkpoint: str | Path | None = None, arcface_checkpoint: str | Non
     if not pretrained:
         if recognizer is None:
             raise InputError("simswap(pretrained=False): expected a recognizer module, got None")
+        check_keywords("manipulator", "simswap", SimSwapGenerator, gen_kwargs)
         return SimSwap(SimSwapGenerator(**gen_kwargs), recognizer)
+    unused_model_kwargs("simswap", gen_kwargs)
     if checkpoint is None and weights_dir is not None and (Path(weights_dir) / GENERATOR_CHECKPOINT).is_file():
         checkpoint = Path(weights_dir) / GENERATOR_CHECKPOINT
     if checkpoint is None:

@@ -25,6 +25,7 @@ from torch import nn
 from nullswap.errors import InputError, WeightsError, WeightsNotFoundError
 from nullswap.manipulators.autoencoder import freeze, load_strict
 from nullswap.manipulators.base import Manipulator, register_manipulator
+from nullswap.registry import check_keywords
 
 log = logging.getLogger(__name__)
 
@@ -242,6 +243,7 @@ def _stargan_celeba(checkpoint: str | Path | None = None, pretrained: bool = Tru
     Raises:
         WeightsNotFoundError: no checkpoint given or found.
     """
+    check_keywords("manipulator", "stargan-celeba", StarGAN, kwargs)  # the architecture, with or without weights
     if not pretrained:
         return StarGAN(**kwargs)
     if checkpoint is None and weights_dir is not None and (Path(weights_dir) / CHECKPOINT_NAME).is_file():

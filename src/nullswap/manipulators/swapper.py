@@ -35,7 +35,7 @@ from nullswap.manipulators.autoencoder import (
     read_checkpoint,
     save_checkpoint,
 )
-from nullswap.manipulators.base import FaceSwapper, register_manipulator
+from nullswap.manipulators.base import FaceSwapper, register_manipulator, unused_model_kwargs
 from nullswap.recognizers.base import FaceRecognizer
 from nullswap.recognizers.ensemble import RecognizerEnsemble
 
@@ -271,6 +271,7 @@ def _swapper_celeba(checkpoint: str | Path | None = None, pretrained: bool = Tru
     """The shipped (or a given) trained swapper; ``pretrained=False`` builds an untrained one from ``config``."""
     if not pretrained:
         return IdentitySwapper(config or None, recognizer=recognizer)
+    unused_model_kwargs("swapper-celeba", config)
     return load_swapper(checkpoint or ASSETS_DIR / "swapper-celeba", recognizer=recognizer)
 
 

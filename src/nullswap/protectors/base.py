@@ -18,7 +18,7 @@ from torch import nn
 from nullswap.checks import check_image_batch
 from nullswap.errors import InputError
 from nullswap.faces.templates import get_template
-from nullswap.registry import Registry
+from nullswap.registry import Registry, check_keywords
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +118,10 @@ def register_protector(
 ) -> Callable[[Callable[..., Protector]], Callable[..., Protector]]:
     """Decorator registering a protector factory ``factory(**kwargs) -> Protector`` under ``name``.
 
+    The factory names the keyword arguments it takes; :func:`create_protector` rejects any other (a ``**_`` does not
+    accept them; a ``**kwargs`` of another name forwards them to code that checks them). Callers pass ``strength``
+    and ``device`` to every method, so a factory should take both.
+
     Raises:
         DuplicateNameError: a protector of that name is already registered.
     """
@@ -146,14 +150,26 @@ def protector_description(name: str) -> str:
 def create_protector(name: str, **kwargs: object) -> Protector:
     """Build a registered protector by name.
 
+    Args:
+        name: a name from :func:`list_protectors`.
+        **kwargs: the factory's keyword arguments (``checkpoint``, ``strength``, ``device``, ...).
+
     Raises:
         UnknownModelError: for an unknown name, listing the known ones.
+        InputError: a keyword argument the factory does not take, naming the accepted ones.
     """
-    return PROTECTORS.get(name).factory(**kwargs)
+    entry = PROTECTORS.get(name)
+    check_keywords("protector", name, entry.factory, kwargs)
+    return entry.factory(**kwargs)
 
 
-register_protector("clean", "no protection (reference row)")(lambda **_: IdentityProtector())
-register_protector("identity", "no protection (alias of clean)")(lambda **_: IdentityProtector())
+def _make_identity(strength: str | float = "mid", device: str | torch.device | None = None) -> IdentityProtector:
+    """Factory of the reference row; ``strength`` and ``device`` are accepted (callers pass them to every method)."""
+    return IdentityProtector()
+
+
+register_protector("clean", "no protection (reference row)")(_make_identity)
+register_protector("identity", "no protection (alias of clean)")(_make_identity)
 
 __all__ = [
     "IdentityProtector",
