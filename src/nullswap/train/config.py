@@ -3,11 +3,16 @@
 A config is a plain nested ``dict`` (what YAML gives). :func:`load_config` merges, in order: the trainer defaults
 (:data:`TRAIN_DEFAULTS`), the YAML file, then command-line overrides. The resolved dict is written beside every
 checkpoint (``config.yaml``) so a run can be reproduced and resumed from its folder alone.
+
+The merged config is checked against the schema (:func:`validate_config`): a key the trainer does not know, from the
+file or from an override (``--set train.max_step=10``), is an :class:`~nullswap.errors.InputError` naming the closest
+valid key. The ``model`` and ``loss`` sections belong to the recipe, whose ``from_dict``/``from_config`` checks them.
 """
 
 from __future__ import annotations
 
 import copy
+import difflib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -66,6 +71,68 @@ TRAIN_DEFAULTS: dict[str, Any] = {
 }
 
 
+#: Top-level keys that recipes read beside the trainer's own (:data:`TRAIN_DEFAULTS`); optional, no default.
+RECIPE_KEYS: tuple[str, ...] = (
+    "weights_dir",  # folder searched first for weight files (every recipe)
+    "manipulator",  # the manipulation model of ID-Guard / ARS / retentive
+    "manipulators",  # several manipulation models (ID-Guard)
+)
+#: Sections whose keys the recipe checks itself (its model / loss ``from_dict``).
+RECIPE_SECTIONS: tuple[str, ...] = ("model", "loss")
+#: Keys of each optimiser entry of ``optim`` (what the trainer passes to Adam).
+OPTIM_KEYS: tuple[str, ...] = ("lr", "betas", "weight_decay")
+
+
+def _unknown_key(path: str, key: object, known: Sequence[str]) -> InputError:
+    full = f"{path}.{key}" if path else str(key)
+    close = difflib.get_close_matches(str(key), list(known), n=1, cutoff=0.6)
+    hint = f"; did you mean {(f'{path}.' if path else '') + close[0]!r}?" if close else ""
+    return InputError(f"config key {full!r}: expected one of {sorted(known)}, got an unknown key{hint}")
+
+
+def _check_section(parent: Mapping[str, Any], path: str, known: Sequence[str] | None) -> Mapping[str, Any]:
+    """The mapping at ``path`` (its last part a key of ``parent``), every key in ``known`` (``None``: any key)."""
+    section = parent.get(path.rsplit(".", 1)[-1])
+    if section is None:
+        return {}
+    if not isinstance(section, Mapping):
+        raise InputError(f"config key {path!r}: expected a mapping, got {type(section).__name__} {section!r}")
+    if known is not None:
+        for key in section:
+            if key not in known:
+                raise _unknown_key(path, key, known)
+    return section
+
+
+def validate_config(cfg: Mapping[str, Any]) -> None:
+    """Check the trainer's own keys: top level, ``train``, ``data``, ``optim`` and ``eot``.
+
+    ``model`` and ``loss`` are checked by the recipe (their dataclasses' ``from_dict``), which knows its fields.
+
+    Raises:
+        InputError: an unknown key (naming the closest valid one) or a section that is not a mapping.
+    """
+    if not isinstance(cfg, Mapping):
+        raise InputError(f"config: expected a mapping, got {type(cfg).__name__}")
+    top = [*TRAIN_DEFAULTS, *RECIPE_KEYS]
+    for key in cfg:
+        if key not in top:
+            raise _unknown_key("", key, top)
+    _check_section(cfg, "train", list(TRAIN_DEFAULTS["train"]))
+    _check_section(cfg, "data", list(TRAIN_DEFAULTS["data"]))
+    for section in RECIPE_SECTIONS:
+        _check_section(cfg, section, None)
+    optim = _check_section(cfg, "optim", list(TRAIN_DEFAULTS["optim"]))
+    for group in optim:
+        _check_section(optim, f"optim.{group}", OPTIM_KEYS)
+    if isinstance(cfg.get("eot"), Mapping):  # null = off; a mapping = EOTConfig fields
+        from dataclasses import fields
+
+        from nullswap.losses.eot import EOTConfig
+
+        _check_section(cfg, "eot", [f.name for f in fields(EOTConfig)])
+
+
 def deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
     """A copy of ``base`` with ``update`` merged in (dicts recursively, everything else replaced)."""
     out = copy.deepcopy(dict(base))
@@ -115,7 +182,8 @@ def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> dict[
     A relative ``data.root`` is resolved against the current directory first, then the config file's folder.
 
     Raises:
-        InputError: missing file, or YAML that is not a mapping.
+        InputError: missing file, YAML that is not a mapping, or a key unknown to the schema
+            (:func:`validate_config`), naming the closest valid key.
     """
     cfg = copy.deepcopy(TRAIN_DEFAULTS)
     if path is not None:
@@ -127,6 +195,7 @@ def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> dict[
             raise InputError(f"config {str(p)!r}: expected a mapping at top level, got {type(data).__name__}")
         cfg = deep_merge(cfg, data)
     cfg = apply_overrides(cfg, overrides)
+    validate_config(cfg)
     root = cfg["data"].get("root")
     if root and path is not None and not Path(root).is_absolute() and not Path(root).exists():
         alt = (Path(path).parent / root).resolve()
@@ -140,4 +209,7 @@ def dump_config(cfg: Mapping[str, Any], path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(dict(cfg), sort_keys=False), encoding="utf-8")
 
 
-__all__ = ["TRAIN_DEFAULTS", "apply_overrides", "deep_merge", "dump_config", "load_config"]
+__all__ = [
+    "OPTIM_KEYS", "RECIPE_KEYS", "RECIPE_SECTIONS", "TRAIN_DEFAULTS", "apply_overrides", "deep_merge", "dump_config",
+    "load_config", "validate_config",
+]
