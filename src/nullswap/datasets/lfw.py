@@ -1,4 +1,4 @@
-"""LFW images with cached 5-point landmarks, for the verification protocol of :mod:`nullswap.verification`.
+"""LFW images with cached 5-point landmarks, for the verification protocol of :mod:`nullswap.metrics.verification`.
 
 Landmarks are detected once per (detector, image) and cached in ``$NULLSWAP_HOME/cache/lfw-<detector>.npz``. In each
 LFW image the face nearest the image centre is the labelled one (LFW crops are centred on it); choice: when several
@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from nullswap.datasets.lfw_pairs import LFWPair, flatten_folds, lfw_image_path, read_lfw_pairs, unique_images
 from nullswap.faces.alignment import align_faces
 from nullswap.faces.detection import Detections, FaceDetector
 from nullswap.faces.io import read_image
 from nullswap.faces.templates import AlignmentTemplate
 from nullswap.hub.store import nullswap_home
-from nullswap.verification import LFWPair, flatten_folds, lfw_image_path, read_lfw_pairs, unique_images
 
 log = logging.getLogger(__name__)
 

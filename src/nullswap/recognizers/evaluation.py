@@ -9,8 +9,8 @@ import numpy as np
 import torch
 
 from nullswap.datasets.lfw import LFW, Key
+from nullswap.metrics.verification import VerificationResult, pair_scores, ten_fold_verification
 from nullswap.recognizers.base import FaceRecognizer
-from nullswap.verification import VerificationResult, pair_scores, ten_fold_verification
 
 log = logging.getLogger(__name__)
 
