@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from nullswap.convert.tfjs import TFJSGraph, TFJSModule, TFJSNode, load_tfjs_graph
 from nullswap.errors import WeightsError
 from nullswap.faces.templates import ARCFACE_112, AlignmentTemplate, register_template
 from nullswap.recognizers.base import FaceRecognizer, RecognizerInfo
 from nullswap.recognizers.registry import register_recognizer
-from nullswap.recognizers.tfjs import TFJSGraph, TFJSModule, TFJSNode, load_tfjs_graph
 
 log = logging.getLogger(__name__)
 

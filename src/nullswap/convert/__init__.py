@@ -1,0 +1,1 @@
+"""Model-format converters: foreign model files (TF.js graph models) to PyTorch modules."""
