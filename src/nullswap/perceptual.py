@@ -225,7 +225,8 @@ def load_stlpips_alex() -> nn.Module:
             from stlpips_pytorch import stlpips
     except ImportError as e:
         raise WeightsNotFoundError(
-            f"ST-LPIPS needs the pip package 'stlpips-pytorch==0.0.2' (pip install stlpips-pytorch), got {e}"
+            "ST-LPIPS needs the pip package 'stlpips-pytorch==0.0.2' (in the [train] and [eval] extras: pip install "
+            f"'nullswap[eval]', or pip install stlpips-pytorch), got {e}"
         ) from e
     path = Path(stlpips.__file__).resolve().parent / "weights" / "vST0.0" / "alex_shift_tolerant.pth"
     if not path.is_file():

@@ -20,11 +20,19 @@ def train(
     resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT/ckpt/last exactly.")] = False,
 ) -> None:
     """Train a protector (NullSwap, ID-Guard, ARS, retentive) from a config; multi-GPU under torchrun/fabric run."""
+    import importlib.util
+
+    from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from nullswap.errors import NullswapError
     from nullswap.train import Trainer, build_datasets, load_config
 
+    if importlib.util.find_spec("lightning_fabric") is None:
+        msg = ("training: expected lightning-fabric (the [train] extra: pip install 'nullswap[train]', or "
+               "pip install -e \".[train]\" in a checkout), got none installed")
+        console.print(f"[red]error[/red] {escape(msg)}", soft_wrap=True)
+        raise typer.Exit(2)
     try:
         cfg = load_config(config, set_ or [])
         if out is not None:

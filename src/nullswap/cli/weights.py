@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 from rich.table import Table
 
@@ -39,7 +40,7 @@ def fetch_cmd(
     try:
         specs = list_weights() if names == ["all"] else [get_weight_spec(n) for n in names]
     except UnknownModelError as e:
-        _err.print(f"[red]error[/red] {e}", soft_wrap=True)
+        _err.print(f"[red]error[/red] {escape(str(e))}", soft_wrap=True)
         raise typer.Exit(2) from None
     failed = 0
     with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
@@ -56,7 +57,7 @@ def fetch_cmd(
                 _out.print(f"{spec.name}: {path}")
             except WeightsError as e:
                 failed += 1
-                _err.print(f"[red]error[/red] {spec.name}: {e}", soft_wrap=True)
+                _err.print(f"[red]error[/red] {spec.name}: {escape(str(e))}", soft_wrap=True)
     if failed:
         raise typer.Exit(1)
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import torch
 from torchvision.utils import make_grid, save_image
 
 from nullswap.evaluation.results import ResultSet
+
+log = logging.getLogger(__name__)
 
 
 def comparison_grid(clean: torch.Tensor, protected: dict[str, torch.Tensor], path: str | Path, n: int = 4,
@@ -28,11 +31,21 @@ def comparison_grid(clean: torch.Tensor, protected: dict[str, torch.Tensor], pat
 
 
 def robustness_curves(rs: ResultSet, path: str | Path, metric: str = "top1") -> Path | None:
-    """One panel per perturbation: ``metric`` against level, a line per protector and recognizer."""
+    """One panel per perturbation: ``metric`` against level, a line per protector and recognizer.
+
+    Returns:
+        The written path, or ``None`` when there are no robustness records or matplotlib (the ``[eval]`` extra) is
+        not installed (logged).
+    """
     recs = [r for r in rs.records if r.protocol == "robustness" and r.metric == metric]
     if not recs:
         return None
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:
+        log.warning("robustness curves: expected matplotlib (the [eval] extra: pip install 'nullswap[eval]'), got "
+                    "none installed; %s not written", path)
+        return None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
