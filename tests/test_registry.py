@@ -106,3 +106,10 @@ def test_check_keywords_lets_forwarding_factories_through():
     check_keywords("thing", "forward", forward, {"b": 2})
     with pytest.raises(InputError, match=r"thing 'swallow': expected keyword arguments among \['a'\], got unknown 'b'"):
         check_keywords("thing", "swallow", swallow, {"b": 2})
+
+
+def test_create_recognizer_rejects_unknown_keywords():
+    from nullswap.recognizers import create_recognizer
+
+    with pytest.raises(InputError, match=r"'weight_dir'.*did you mean 'weights_dir'"):
+        create_recognizer("mobilefacenet-casia", pretrained=False, weight_dir="x")

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 
 from nullswap.recognizers.base import FaceRecognizer, RecognizerInfo
-from nullswap.registry import Registry
+from nullswap.registry import Registry, check_keywords
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,11 @@ def recognizer_info(name: str) -> RecognizerInfo:
     return RECOGNIZERS.get(name).info
 
 
+def _create_keywords(pretrained: bool = True, weights_dir: str | None = None, checkpoint: str | None = None,
+                     device: str | torch.device | None = None) -> None:
+    """The keyword arguments :func:`create_recognizer` takes (for the message of an unknown one)."""
+
+
 def create_recognizer(
     name: str,
     pretrained: bool = True,
@@ -67,6 +72,7 @@ def create_recognizer(
     weights_dir: str | None = None,
     checkpoint: str | None = None,
     device: str | torch.device | None = None,
+    **unknown: object,
 ) -> FaceRecognizer:
     """Build a recognizer by name, in eval mode with frozen parameters.
 
@@ -76,12 +82,16 @@ def create_recognizer(
         weights_dir: folder searched first for weight files.
         checkpoint: explicit weight file (for models whose weights users supply themselves).
         device: where to put the module.
+        **unknown: nothing else is accepted (a misspelled keyword raises :class:`InputError`).
 
     Raises:
         UnknownModelError: for an unknown name.
+        InputError: a keyword argument other than those above (a misspelling), naming the accepted ones.
         WeightsError: when the weights cannot be found or loaded.
     """
     entry = RECOGNIZERS.get(name)
+    if unknown:
+        check_keywords("recognizer", name, _create_keywords, unknown)
     model = entry.factory(pretrained=pretrained, weights_dir=weights_dir, checkpoint=checkpoint)
     model.eval()
     for p in model.parameters():
