@@ -48,9 +48,9 @@ def verify_cmd(
 ) -> None:
     """Standard 10-fold LFW verification (pairs.txt) of each recognizer: accuracy +- std, AUC, threshold."""
     from nullswap.datasets.lfw import LFW
+    from nullswap.evaluation.lfw_verification import verify_lfw
     from nullswap.faces import create_detector
     from nullswap.recognizers import create_recognizer, list_recognizers
-    from nullswap.recognizers.evaluation import verify_lfw
 
     names = models.split(",") if models else list_recognizers(offline_only=True)
     data = LFW(lfw, limit_per_fold=limit)
