@@ -75,3 +75,7 @@ class DuplicateNameError(NullswapError, ValueError):
         self.kind = kind
         self.name = name
         super().__init__(f"{kind} {name!r}: expected a new name, got one that is already registered")
+
+
+class UnsupportedJpegError(NullswapError):
+    """A JPEG the coefficient-copying writer does not handle (CMYK, unusual sampling); the caller re-encodes it."""

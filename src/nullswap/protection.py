@@ -95,7 +95,13 @@ class ProtectedImage:
         """
         from nullswap.faces.io import write_image
 
-        return write_image(path, self.image, like=self.source, strip_gps=strip_gps, overwrite=overwrite)
+        # what the file keeps of the source (JPEG: copied blocks, sizes; greyscale, fallbacks): nullswap.faces.io
+        written: dict[str, Any] = {}
+        out = write_image(path, self.image, like=self.source, strip_gps=strip_gps, overwrite=overwrite,
+                          record=written)
+        if self.report is not None:
+            self.report["output"] = written
+        return out
 
 
 def packaged_checkpoint() -> Path | None:

@@ -30,8 +30,13 @@ def test_exif_orientation_applied_and_reset(tmp_path):
     assert im.tensor.shape == (3, 60, 40)  # upright: width and height swap
     top_left_src = arr[-1, 0].astype(float) / 255  # orientation 6: the source's bottom-left lands top-left
     assert np.allclose(im.tensor[:, 0, 0].numpy(), top_left_src, atol=0.06)
+    # JPEG -> JPEG keeps the stored pixels (copied DCT blocks) and so the orientation tag; the upright view is the same
     out = write_image(tmp_path / "o.jpg", im.tensor, like=im)
-    assert Image.open(out).getexif().get(0x0112) == 1
+    assert Image.open(out).getexif().get(0x0112) == 6
+    assert torch.equal(read_image(out).tensor, im.tensor)
+    # re-encoded formats store upright pixels: orientation reset to 1
+    out = write_image(tmp_path / "o.png", im.tensor, like=im)
+    assert Image.open(out).getexif().get(0x0112) == 1 and Image.open(out).size == (40, 60)
 
 
 def test_rgba_keeps_alpha_aside(tmp_path):

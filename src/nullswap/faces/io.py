@@ -1,32 +1,51 @@
-"""Image input/output with Pillow: every common format to RGB float [0, 1], and back with metadata kept.
+"""Image input/output with Pillow: every format Pillow reads to RGB float [0, 1], and back in the source's own format.
 
 Reading honours EXIF orientation and converts grayscale, palette, RGBA (alpha kept aside), CMYK and 16-bit images to
-RGB. Writing keeps the format, ICC profile and EXIF (orientation reset to 1), optionally without GPS tags.
+RGB; 16-bit colour PNG/TIFF (which Pillow reduces to 8 bits) are read with OpenCV at full depth. Animated images and
+multi-page TIFFs are refused with "unsupported: animated ..." (protect the frames as separate images).
+
+Writing: the *real* format of the source decides the output (a PNG named ``.jpg`` stays PNG bytes under its name;
+the extension decides only when it names a different format than the source's extension, i.e. a deliberate
+conversion). JPEG sources go through :mod:`nullswap.faces.jpeg` (only the blocks that changed are re-encoded, the
+rest are the source's DCT coefficients, so pixels outside the faces decode bit-identically); CMYK and other JPEGs it
+does not handle are re-encoded whole (logged and noted). 16-bit PNG/TIFF stay 16-bit, greyscale stays greyscale (the
+cloak's colour part is lost: noted), alpha, ICC profile and EXIF (orientation reset to 1 for re-encoded pixels) are
+kept, optionally without GPS tags. A format Pillow reads but cannot write is written as PNG (``NAME.png``, noted).
 """
 
 from __future__ import annotations
 
+import functools
 import io as _io
 import logging
 import os
+import struct
 import warnings
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from nullswap.checks import check_image_batch
-from nullswap.errors import ImageReadError, ImageWriteError
+from nullswap.errors import ImageReadError, ImageWriteError, UnsupportedJpegError
 
 log = logging.getLogger(__name__)
 
 #: Refuse images above this many pixels (decompression-bomb guard); Pillow's own limit is 89.5 MP.
 MAX_PIXELS = 100_000_000
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+#: Common photo extensions; :func:`image_extensions` adds every other extension the installed Pillow opens.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".avif",
+                    ".mpo")
+#: Pillow formats not picked up as photos: stubs that need an external handler (BUFR, GRIB, HDF5, WMF), vector or
+#: video formats (EPS needs Ghostscript, MPEG), scientific data (FITS) and metadata-only files (IPTC).
+_NOT_PHOTOS = frozenset({"BUFR", "GRIB", "HDF5", "WMF", "EPS", "MPEG", "FITS", "IPTC", "PDF"})
 _EXIF_ORIENTATION = 0x0112
 _EXIF_GPS_IFD = 0x8825
+_GREY_MODES = ("1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F")
 
 
 @dataclass
@@ -41,7 +60,11 @@ class LoadedImage:
         exif: the EXIF block (``PIL.Image.Exif``) with orientation already applied to the pixels.
         bit_depth: 8 or 16 bits per channel in the source.
         path: where it came from.
-        info: other Pillow info entries worth keeping on write (dpi, JPEG quality hints).
+        info: other entries worth keeping on write (``dpi``; TIFF ``compression``; WebP ``lossless``).
+        mode: the source's Pillow mode (``"L"``, ``"RGB"``, ``"I;16"``, ...; ``"RGB;16"``/``"RGBA;16"``/``"LA;16"``
+            for 16-bit images read with OpenCV).
+        orientation: the source's EXIF orientation (the pixels in ``tensor`` are already upright).
+        raw: the file's bytes, kept for JPEG sources (the coefficient-copying writer needs them).
     """
 
     tensor: torch.Tensor
@@ -52,16 +75,49 @@ class LoadedImage:
     bit_depth: int = 8
     path: Path | None = None
     info: dict = field(default_factory=dict)
+    mode: str | None = None
+    orientation: int = 1
+    raw: bytes | None = field(default=None, repr=False)
 
     @property
     def size(self) -> tuple[int, int]:
         """(height, width)."""
         return int(self.tensor.shape[1]), int(self.tensor.shape[2])
 
+    @property
+    def greyscale(self) -> bool:
+        """Whether the source has no colour (its output is written greyscale)."""
+        return self.mode is not None and (self.mode in _GREY_MODES or self.mode == "LA;16")
+
+
+@functools.lru_cache(maxsize=1)
+def _pillow_extensions() -> dict[str, str]:
+    """Extension -> Pillow format for every format the installed Pillow registers (plugins loaded once)."""
+    Image.init()
+    return {ext.lower(): fmt for ext, fmt in Image.registered_extensions().items()}
+
+
+def image_extensions() -> tuple[str, ...]:
+    """Extensions picked up as photos: :data:`IMAGE_EXTENSIONS` plus every format the installed Pillow opens.
+
+    Formats in ``_NOT_PHOTOS`` (stubs, vector, video, scientific data) are left out.
+    """
+    extra = sorted(e for e, f in _pillow_extensions().items() if f in Image.OPEN and f not in _NOT_PHOTOS)
+    return tuple(dict.fromkeys([*IMAGE_EXTENSIONS, *extra]))
+
 
 def is_image_path(path: str | os.PathLike[str]) -> bool:
-    """Whether the file name has a supported image extension."""
-    return Path(path).suffix.lower() in IMAGE_EXTENSIONS
+    """Whether the file name has an extension of a format the installed Pillow reads (see :func:`image_extensions`)."""
+    suffix = Path(path).suffix.lower()
+    return suffix in IMAGE_EXTENSIONS or suffix in image_extensions()
+
+
+def format_of_extension(path: str | os.PathLike[str]) -> str | None:
+    """The Pillow format an extension names (``".jpg"`` -> ``"JPEG"``), ``None`` when unknown."""
+    suffix = Path(path).suffix.lower()
+    if suffix == ".mpo":
+        return "JPEG"
+    return _pillow_extensions().get(suffix)
 
 
 def _to_float_rgb(img: Image.Image) -> tuple[np.ndarray, np.ndarray | None, int]:
@@ -100,11 +156,50 @@ def _to_float_rgb(img: Image.Image) -> tuple[np.ndarray, np.ndarray | None, int]
     return np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0, None, 8
 
 
+def _is_16bit_colour(data: bytes, im: Image.Image) -> bool:
+    """Whether the file is a 16-bit colour (or 16-bit grey + alpha) PNG/TIFF, which Pillow reduces to 8 bits."""
+    if im.format == "PNG" and data[12:16] == b"IHDR":
+        return data[24] == 16 and data[25] in (2, 4, 6)  # bit depth 16; truecolour, grey+alpha, truecolour+alpha
+    if im.format == "TIFF":
+        bits = getattr(im, "tag_v2", {}).get(258)
+        bits = bits if isinstance(bits, tuple) else (bits,)
+        return len(bits) >= 2 and all(b == 16 for b in bits)
+    return False
+
+
+def _read_16bit(data: bytes, orientation: int) -> tuple[np.ndarray, np.ndarray | None, str]:
+    """16-bit colour PNG/TIFF with OpenCV: upright ``(H,W,3)`` float RGB, alpha, and the mode name."""
+    import cv2
+
+    from nullswap.faces.jpeg import to_stored_orientation
+
+    arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if arr is None or arr.dtype != np.uint16 or arr.ndim != 3:
+        raise ValueError("OpenCV could not decode the 16-bit image")
+    # upright: the inverse of the stored-layout transform (6 and 8 are each other's inverse, the rest involutions)
+    arr = to_stored_orientation(arr, {6: 8, 8: 6}.get(orientation, orientation))
+    f = arr.astype(np.float32) / 65535.0
+    rgb = np.ascontiguousarray(f[:, :, 2::-1])
+    alpha = np.ascontiguousarray(f[:, :, 3]) if arr.shape[2] == 4 else None
+    grey = bool(np.array_equal(arr[:, :, 0], arr[:, :, 1]) and np.array_equal(arr[:, :, 1], arr[:, :, 2]))
+    mode = ("LA;16" if grey and alpha is not None else "RGBA;16") if alpha is not None else "RGB;16"
+    return rgb, alpha, mode
+
+
+def _webp_lossless(data: bytes) -> bool:
+    """Whether a WebP file's image is VP8L (lossless)."""
+    return data[12:16] == b"VP8L" or (data[12:16] == b"VP8X" and b"VP8L" in data[30:4096] and b"VP8 " not in
+                                      data[30:4096])
+
+
 def read_image(path: str | os.PathLike[str]) -> LoadedImage:
     """Read an image file as upright RGB float in [0, 1].
 
+    Any still image the installed Pillow reads is accepted (the format is sniffed from the bytes, not the name).
+
     Raises:
-        ImageReadError: for a missing, empty, non-image, truncated or oversized file (the message names the file).
+        ImageReadError: for a missing, empty, non-image, truncated or oversized file, and for an animated image or a
+            multi-page TIFF (``unsupported: animated ...``); the message names the file.
     """
     p = Path(path)
     if not p.is_file():
@@ -112,19 +207,37 @@ def read_image(path: str | os.PathLike[str]) -> LoadedImage:
     if p.stat().st_size == 0:
         raise ImageReadError(p, "the file is empty")
     try:
+        data = p.read_bytes()
+    except OSError as e:
+        raise ImageReadError(p, f"cannot read the file ({e.strerror or e})") from e
+    try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(p) as im:
+            with Image.open(_io.BytesIO(data)) as im:
                 w, h = im.size
                 if w * h > MAX_PIXELS:
                     raise ImageReadError(p, f"{w}x{h} = {w * h} pixels exceeds the limit of {MAX_PIXELS}")
-                im.load()  # forces a full decode: truncated files fail here
                 fmt = im.format
+                frames = int(getattr(im, "n_frames", 1) or 1)
+                if frames > 1 and fmt != "MPO":  # MPO: a camera JPEG with extra images; the primary one is the photo
+                    what = (f"multi-page {fmt} ({frames} pages)" if fmt == "TIFF"
+                            else f"animated {fmt} ({frames} frames)")
+                    raise ImageReadError(p, f"unsupported: {what}; expected a still image (protect the frames as "
+                                            "separate images)")
+                im.load()  # forces a full decode: truncated files fail here
                 icc = im.info.get("icc_profile")
                 exif = im.getexif()
-                info = {k: im.info[k] for k in ("dpi",) if k in im.info}
-                upright = ImageOps.exif_transpose(im) or im
-                rgb, alpha, depth = _to_float_rgb(upright)
+                orientation = int(exif.get(_EXIF_ORIENTATION, 1) or 1)
+                info = {k: im.info[k] for k in ("dpi", "compression") if k in im.info}
+                if fmt == "WEBP":
+                    info["lossless"] = _webp_lossless(data)
+                mode = im.mode
+                if _is_16bit_colour(data, im):
+                    rgb, alpha, mode = _read_16bit(data, orientation)
+                    depth = 16
+                else:
+                    upright = ImageOps.exif_transpose(im) or im
+                    rgb, alpha, depth = _to_float_rgb(upright)
     except ImageReadError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
@@ -137,7 +250,8 @@ def read_image(path: str | os.PathLike[str]) -> LoadedImage:
         exif[_EXIF_ORIENTATION] = 1
     t = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).contiguous()
     a = torch.from_numpy(alpha) if alpha is not None else None
-    return LoadedImage(t, a, fmt, icc, exif, depth, p, info)
+    raw = data if fmt in ("JPEG", "MPO") else None
+    return LoadedImage(t, a, fmt, icc, exif, depth, p, info, mode, orientation, raw)
 
 
 def to_uint8(image: torch.Tensor) -> np.ndarray:
@@ -146,8 +260,110 @@ def to_uint8(image: torch.Tensor) -> np.ndarray:
     return (image.detach().float().clamp(0, 1) * 255.0).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
 
 
-_FORMAT_BY_EXT = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".bmp": "BMP", ".tif": "TIFF",
-                  ".tiff": "TIFF"}
+#: Lossless TIFF compressions Pillow writes; other sources (JPEG-in-TIFF, ...) are written with Adobe deflate.
+_TIFF_LOSSLESS = ("raw", "tiff_lzw", "tiff_adobe_deflate", "tiff_deflate", "packbits")
+#: Formats whose alpha channel is written.
+_ALPHA_FORMATS = ("PNG", "WEBP", "TIFF", "AVIF")
+
+
+def output_format(path: str | os.PathLike[str], like: LoadedImage | None = None) -> str | None:
+    """The format :func:`write_image` writes to ``path``.
+
+    The source's real format (``like.format``, sniffed from its bytes) wins unless ``path``'s extension names a
+    different format than the source's own extension (a deliberate conversion, e.g. ``photo.jpg`` -> ``out.png``);
+    without a source, or for an unknown extension, the other one decides. ``None``: neither is known.
+    """
+    ext_fmt = format_of_extension(path)
+    if like is not None and like.format:
+        src_fmt = "JPEG" if like.format == "MPO" else like.format
+        if ext_fmt is None or like.path is None or ext_fmt == format_of_extension(like.path):
+            return src_fmt
+    return ext_fmt or (like.format if like is not None else None)
+
+
+def _icc_space(icc: bytes | None) -> str | None:
+    """An ICC profile's data colour space (``"RGB"``, ``"GRAY"``, ``"CMYK"``, ...)."""
+    return icc[16:20].decode("latin-1").strip() if icc and len(icc) >= 20 else None
+
+
+def _exif_bytes(like: LoadedImage, strip_gps: bool) -> bytes | None:
+    """The source's EXIF for re-encoded pixels: orientation reset to 1, GPS removed when asked."""
+    if like.exif is None or not len(like.exif):
+        return None
+    exif = Image.Exif()
+    exif.load(like.exif.tobytes())
+    if _EXIF_ORIENTATION in exif:
+        exif[_EXIF_ORIENTATION] = 1
+    if strip_gps and _EXIF_GPS_IFD in exif:
+        del exif[_EXIF_GPS_IFD]
+    return exif.tobytes()
+
+
+def _luma(image: torch.Tensor) -> np.ndarray:
+    """``(3,H,W)`` float -> ``(H,W)`` float64 ITU-R 601 luma in [0,1] (what Pillow's ``convert("L")`` computes)."""
+    rgb = image.detach().cpu().double().clamp(0, 1).numpy()
+    return 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2]
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def _png_metadata_chunks(icc: bytes | None, exif: bytes | None, dpi: Any) -> list[bytes]:
+    chunks = []
+    if icc:
+        chunks.append(_png_chunk(b"iCCP", b"ICC Profile\x00\x00" + zlib.compress(icc)))
+    if exif:
+        chunks.append(_png_chunk(b"eXIf", exif[6:] if exif.startswith(b"Exif\x00\x00") else exif))
+    if dpi:
+        ppm = [round(float(d) / 0.0254) for d in dpi]
+        chunks.append(_png_chunk(b"pHYs", struct.pack(">IIB", ppm[0], ppm[1], 1)))
+    return chunks
+
+
+def _encode_png16(arr: np.ndarray, chunks: list[bytes]) -> bytes:
+    """A 16-bit PNG (grey, grey+alpha, RGB or RGBA from an ``(H,W,C)`` uint16 array) with extra chunks after IHDR."""
+    h, w, c = arr.shape
+    if c in (3, 4):
+        import cv2
+
+        ok, buf = cv2.imencode(".png", arr[:, :, [2, 1, 0, 3][:c]])
+        if not ok:
+            raise OSError("OpenCV could not encode the 16-bit PNG")
+        png = buf.tobytes()
+    else:  # grey+alpha: OpenCV cannot; filter "Up" on every row, zlib level 6
+        rows = arr.astype(">u2").view(np.uint8).reshape(h, w * c * 2)
+        up = rows.copy()
+        up[1:] = rows[1:] - rows[:-1]  # uint8 arithmetic wraps modulo 256, as PNG filters do
+        raw = np.concatenate([np.full((h, 1), 2, np.uint8), up], axis=1).tobytes()
+        ihdr = struct.pack(">IIBBBBB", w, h, 16, 4 if c == 2 else 0, 0, 0, 0)
+        png = (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", zlib.compress(raw, 6))
+               + _png_chunk(b"IEND", b""))
+    at = 8 + 8 + 13 + 4  # signature + IHDR chunk
+    return png[:at] + b"".join(chunks) + png[at:]
+
+
+def _save_16bit_colour(tmp: Path, fmt: str, arr: np.ndarray, like: LoadedImage, icc: bytes | None,
+                       exif: bytes | None, notes: list[str]) -> str:
+    """16-bit RGB(A)/grey+alpha: PNG with OpenCV (+ metadata chunks), TIFF with tifffile. Returns the writer."""
+    if fmt == "PNG":
+        tmp.write_bytes(_encode_png16(arr, _png_metadata_chunks(icc, exif, like.info.get("dpi"))))
+        return "png16"
+    import tifffile
+
+    comp = like.info.get("compression")
+    if comp not in (None, "raw"):
+        comp = "zlib"
+        if like.info.get("compression") not in ("tiff_adobe_deflate", "tiff_deflate"):
+            notes.append(f"16-bit TIFF compression {like.info.get('compression')} written as deflate (lossless)")
+    else:
+        comp = None
+    if exif:
+        notes.append("EXIF not written (16-bit colour TIFF)")
+    photometric = "minisblack" if arr.shape[2] == 2 else "rgb"
+    extras = ["unassalpha"] if arr.shape[2] in (2, 4) else None
+    tifffile.imwrite(tmp, arr, photometric=photometric, compression=comp, iccprofile=icc, extrasamples=extras)
+    return "tifffile"
 
 
 def write_image(
@@ -159,58 +375,154 @@ def write_image(
     strip_gps: bool = False,
     quality: int = 95,
     overwrite: bool = False,
+    mask: torch.Tensor | None = None,
+    record: dict[str, Any] | None = None,
 ) -> Path:
-    """Write an RGB float image, keeping the metadata of ``like`` (the source).
+    """Write an RGB float image in the source's own format, keeping the metadata of ``like`` (the source).
 
     Args:
-        path: destination; its extension chooses the format (falls back to ``like.format``).
+        path: destination. The format is the source's real one (:func:`output_format`); a format Pillow cannot
+            write becomes PNG under ``NAME.png`` (the returned path).
         image: ``(3,H,W)`` float in [0,1].
-        like: the source image whose ICC profile, EXIF (orientation reset to 1) and alpha are kept.
+        like: the source image whose format, bit depth, colour (greyscale stays greyscale), ICC profile, EXIF and
+            alpha are kept. A JPEG source is written by :func:`nullswap.faces.jpeg.write_protected_jpeg`: only the
+            blocks where ``image`` differs from ``like.tensor`` are re-encoded, the others copied.
         alpha: alpha channel to write (defaults to ``like.alpha``); dropped for formats without alpha (JPEG).
         strip_gps: remove the EXIF GPS block.
-        quality: JPEG/WebP quality. Choice: 95 with 4:4:4 chroma keeps a cloak's high frequencies better than the
-            library default of 75.
+        quality: quality of a lossy re-encode (JPEG that cannot keep its coefficients, lossy WebP, AVIF). Choice: 95
+            with 4:4:4 chroma keeps a cloak's high frequencies better than the library default of 75.
         overwrite: allow replacing an existing file (off: refusing protects originals).
+        mask: optional ``(H,W)`` face mask: for a JPEG source its blocks are re-encoded too.
+        record: a dict filled with what was written: ``format``, ``path``, ``writer``, ``bit_depth``, ``mode``,
+            ``notes`` (what the output does not carry over), and for JPEG the block and byte counts.
 
     Raises:
         ImageWriteError: destination exists (and ``overwrite`` is off), folder not writable, or unknown format.
     """
+    from nullswap.faces.jpeg import write_protected_jpeg
+
     p = Path(path)
-    if p.exists() and not overwrite:
-        raise ImageWriteError(p, "file exists (refusing to overwrite)")
-    fmt = _FORMAT_BY_EXT.get(p.suffix.lower()) or (like.format if like else None)
+    fmt = output_format(p, like)
     if fmt is None:
         raise ImageWriteError(p, f"unknown image format for extension {p.suffix!r}")
-    arr = to_uint8(image)
+    check_image_batch(image.unsqueeze(0), "image", check_range=False)
+    notes: list[str] = []
+    rec: dict[str, Any] = record if record is not None else {}
+    if fmt not in Image.SAVE:
+        _pillow_extensions()
+    if fmt not in Image.SAVE:
+        notes.append(f"{fmt} cannot be written (Pillow reads it only): written as PNG")
+        fmt = "PNG"
+        p = p.with_suffix(".png")
+    if p.exists() and not overwrite:
+        raise ImageWriteError(p, "file exists (refusing to overwrite)")
+    rec.update(format=fmt, path=str(p), notes=notes)
+
+    if fmt == "JPEG" and like is not None and like.raw is not None:
+        if tuple(image.shape) != tuple(like.tensor.shape):
+            notes.append("image size differs from the source's: JPEG re-encoded whole")
+        else:
+            try:
+                res = write_protected_jpeg(like.raw, image, p, original=like.tensor, mask=mask, strip_gps=strip_gps,
+                                           overwrite=overwrite)
+            except UnsupportedJpegError as e:
+                log.warning("%s: JPEG re-encoded whole at quality %d (pixels outside the faces change): %s", p.name,
+                            quality, e)
+                notes.append(f"JPEG re-encoded whole at quality {quality}, 4:4:4 (pixels outside the faces change): "
+                             f"{e}")
+            else:
+                notes += res.notes
+                rec.update(res.to_dict(), format=fmt, path=str(p), notes=notes, bit_depth=8,
+                           mode="L" if like.greyscale else "RGB")
+                if like.greyscale:
+                    notes.append("greyscale output: only the cloak's luminance is kept, its colour part is lost")
+                for n in notes:
+                    log.info("%s: %s", p.name, n)
+                return p
+
+    grey = like is not None and like.greyscale
+    depth16 = like is not None and like.bit_depth == 16 and fmt in ("PNG", "TIFF")
     a = alpha if alpha is not None else (like.alpha if like is not None else None)
-    if a is not None and fmt in ("PNG", "WEBP", "TIFF"):
-        a8 = (a.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
-        im = Image.fromarray(np.dstack([arr, a8]), "RGBA")
-    else:
-        im = Image.fromarray(arr, "RGB")
-    kwargs: dict = {}
-    if like is not None:
-        if like.icc_profile:
-            kwargs["icc_profile"] = like.icc_profile
-        if like.exif is not None and len(like.exif):
-            exif = Image.Exif()
-            exif.load(like.exif.tobytes())
-            if _EXIF_ORIENTATION in exif:
-                exif[_EXIF_ORIENTATION] = 1
-            if strip_gps and _EXIF_GPS_IFD in exif:
-                del exif[_EXIF_GPS_IFD]
-            if fmt in ("JPEG", "PNG", "WEBP", "TIFF"):
-                kwargs["exif"] = exif.tobytes()
-        if "dpi" in like.info:
-            kwargs["dpi"] = like.info["dpi"]
-    if fmt == "JPEG":
-        kwargs.update(quality=quality, subsampling=0)
-    elif fmt == "WEBP":
-        kwargs.update(quality=quality)
+    if a is not None and fmt not in _ALPHA_FORMATS:
+        notes.append(f"alpha channel dropped ({fmt} has none)")
+        a = None
+    icc = like.icc_profile if like is not None else None
+    if icc and _icc_space(icc) != ("GRAY" if grey else "RGB"):
+        notes.append(f"ICC profile dropped: a {_icc_space(icc)} profile does not describe the "
+                     f"{'greyscale' if grey else 'RGB'} output")
+        icc = None
+    exif = _exif_bytes(like, strip_gps) if like is not None else None
+    if grey:
+        notes.append("greyscale output: only the cloak's luminance is kept, its colour part is lost")
+    elif like is not None and like.mode == "P" and fmt != "GIF":
+        notes.append("palette image written as true colour (a palette would quantise the cloak away)")
+
     tmp = p.with_name(f".{p.name}.part")
     try:
-        im.save(tmp, format=fmt, **kwargs)
+        if depth16 and like is not None and like.mode in ("RGB;16", "RGBA;16", "LA;16"):
+            chans = [_luma(image)] if grey else list(image.detach().cpu().double().clamp(0, 1).numpy())
+            if a is not None:
+                chans.append(a.detach().cpu().double().clamp(0, 1).numpy())
+            arr16 = np.rint(np.stack(chans, axis=2) * 65535.0).astype(np.uint16)
+            writer = _save_16bit_colour(tmp, fmt, arr16, like, icc, exif, notes)
+            mode = like.mode if a is not None or not grey else "I;16"
+            os.replace(tmp, p)
+            rec.update(writer=writer, bit_depth=16, mode=mode)
+            return p
+        if grey and depth16:
+            im = Image.fromarray(np.rint(_luma(image) * 65535.0).astype(np.uint16))
+            if a is not None:
+                notes.append("alpha channel dropped (16-bit greyscale)")
+                a = None
+        elif grey:
+            g8 = np.rint(_luma(image) * 255.0).astype(np.uint8)
+            im = Image.fromarray(g8, "L")
+            if a is not None:
+                im = Image.merge("LA", [im, Image.fromarray(_alpha8(a), "L")])
+        else:
+            arr = to_uint8(image)
+            im = Image.fromarray(np.dstack([arr, _alpha8(a)]), "RGBA") if a is not None else Image.fromarray(arr, "RGB")
+        kwargs: dict[str, Any] = {}
+        if icc:
+            kwargs["icc_profile"] = icc
+        if exif and fmt in ("JPEG", "PNG", "WEBP", "TIFF", "AVIF"):
+            kwargs["exif"] = exif
+        if like is not None and "dpi" in like.info:
+            kwargs["dpi"] = like.info["dpi"]
+        if fmt == "JPEG":
+            kwargs.update(quality=quality, subsampling=0)
+        elif fmt == "WEBP":
+            if like is not None and like.info.get("lossless"):
+                kwargs.update(lossless=True)
+            else:
+                kwargs.update(quality=quality)
+                if like is not None:
+                    notes.append(f"lossy WebP re-encoded at quality {quality} (pixels outside the faces change)")
+        elif fmt == "AVIF":
+            kwargs.update(quality=quality)
+            if like is not None:
+                notes.append(f"AVIF re-encoded at quality {quality} (pixels outside the faces change)")
+        elif fmt == "TIFF" and like is not None:
+            comp = like.info.get("compression")
+            if comp in _TIFF_LOSSLESS:
+                kwargs["compression"] = comp
+            elif comp:
+                kwargs["compression"] = "tiff_adobe_deflate"
+                notes.append(f"TIFF compression {comp} written as deflate (lossless)")
+        elif fmt == "GIF":
+            im = im.convert("RGB").quantize(256) if im.mode not in ("L",) else im
+            notes.append("GIF holds 256 colours: the cloak is quantised to the palette (protect a PNG instead)")
+        try:
+            im.save(tmp, format=fmt, **kwargs)
+        except (OSError, ValueError, KeyError, TypeError) as e:  # a mode or option the format does not take
+            if isinstance(e, PermissionError):
+                raise
+            log.info("%s: writing %s %s failed (%s); retrying as plain RGB", p.name, fmt, im.mode, e)
+            notes.append(f"{fmt} cannot hold mode {im.mode} with this metadata: written as plain RGB")
+            im = im.convert("RGB")
+            im.save(tmp, format=fmt)
         os.replace(tmp, p)
+        rec.update(writer="pillow", bit_depth=16 if grey and depth16 else 8, mode=im.mode)
     except PermissionError as e:
         raise ImageWriteError(p, f"permission denied ({e})") from e
     except OSError as e:
@@ -218,4 +530,10 @@ def write_image(
     finally:
         if tmp.exists():
             tmp.unlink(missing_ok=True)
+    for n in notes:
+        log.info("%s: %s", p.name, n)
     return p
+
+
+def _alpha8(a: torch.Tensor) -> np.ndarray:
+    return (a.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()

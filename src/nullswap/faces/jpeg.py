@@ -1,0 +1,611 @@
+"""JPEG in, JPEG out: copy the DCT coefficients of every block no face touches, re-encode only the face blocks.
+
+A protected photo differs from its source only inside the faces' feathered masks. Decoding the source and encoding
+the whole photo again (what a plain ``Image.save`` does) changes every pixel and, at quality 95 with 4:4:4 chroma,
+grows the file 2-3x. This writer instead:
+
+1. reads the source's quantised DCT coefficients, quantisation tables and chroma sampling with libjpeg (PyPI
+   ``jpeglib``, its bundled libjpeg-turbo 2.1);
+2. for every 8x8 block (per component: a luma block covers 8x8 pixels, a 4:2:0 chroma block 16x16) whose footprint
+   holds a changed pixel (or a pixel of the optional face mask), adds the quantised DCT of the change:
+   ``new = old + round(DCT(change) / Q)`` with the source's table ``Q``, the change converted to YCbCr (JFIF) and
+   box-downsampled like libjpeg does. Adding the *change* (rather than quantising the protected pixels again) means
+   a touched block carries no second generation loss;
+3. copies every other block's coefficients unchanged and writes the file with the source's tables, sampling factors
+   and metadata segments, Huffman tables optimised for the new coefficients (libjpeg ``optimize_coding``).
+
+What a decoder then shows: outside the re-encoded blocks every pixel decodes bit-identically to the source, except a
+1-pixel rim around re-encoded blocks in the directions where chroma is subsampled (libjpeg's "fancy" upsampling
+interpolates chroma across the block edge). :func:`unchanged_region` computes exactly that region.
+
+Metadata: every segment before the image data is kept (EXIF, ICC, XMP, IPTC, comments, Adobe), except the source's
+JFIF header (libjpeg writes it again from the copied density), JFXX thumbnails and the MPF index of extra images
+(camera MPO files: only the primary image is written; the extras would show the unprotected faces). EXIF keeps its
+orientation (the pixels keep their stored orientation); it is rewritten through Pillow, like
+:func:`nullswap.faces.io.write_image` does, only when the GPS block must go or it holds a thumbnail (a thumbnail of
+the clean photo). With ``strip_gps`` an XMP packet that holds GPS fields is dropped too.
+
+Not handled here (the caller re-encodes the whole photo instead): CMYK/YCCK/RGB-coded JPEGs, sampling factors that do
+not divide the largest one, 12-bit JPEGs. A progressive source is read fine but written as baseline (jpeglib writes
+sequential JPEGs only): pixels stay bit-identical, the file is typically a few percent larger (see the README).
+"""
+
+from __future__ import annotations
+
+import io as _io
+import logging
+import math
+import os
+import struct
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from nullswap.errors import ImageWriteError, InputError, UnsupportedJpegError
+
+log = logging.getLogger(__name__)
+
+#: libjpeg build of jpeglib used to read and write coefficients (libjpeg-turbo 2.1: arithmetic coding, progressive).
+JPEGLIB_VERSION = "turbo210"
+#: JFIF RGB -> YCbCr matrix (offsets dropped: the writer converts *changes*).
+_RGB_TO_YCC = np.array([[0.299, 0.587, 0.114],
+                        [-0.168735892, -0.331264108, 0.5],
+                        [0.5, -0.418687589, -0.081312411]], dtype=np.float64)
+_LUMA = _RGB_TO_YCC[0]
+#: Luma pixels per strip when re-encoding (bounds the memory to a strip of the photo's width).
+_STRIP_ROWS = 256
+_EXIF_ORIENTATION = 0x0112
+_EXIF_GPS_IFD = 0x8825
+_XMP_PREFIX = b"http://ns.adobe.com/xap/1.0/\x00"
+_XMP_EXT_PREFIX = b"http://ns.adobe.com/xmp/extension/\x00"
+
+
+def _dct_matrix() -> np.ndarray:
+    """The orthonormal 8-point DCT-II matrix: ``C @ block @ C.T`` is JPEG's forward DCT (ITU T.81 A.3.3)."""
+    k = np.arange(8)
+    c = np.cos((2 * k[None, :] + 1) * k[:, None] * math.pi / 16) * 0.5
+    c[0] = math.sqrt(1 / 8)
+    return c
+
+
+_DCT = _dct_matrix()
+
+
+@dataclass
+class JpegWriteResult:
+    """What :func:`write_protected_jpeg` did.
+
+    Attributes:
+        path: the written file.
+        blocks: 8x8 blocks in the photo (all components).
+        blocks_reencoded: blocks whose coefficients were recomputed (the rest are the source's, copied).
+        blocks_changed: of those, blocks whose coefficients actually differ from the source's.
+        input_bytes: size of the source file; output_bytes: size of the written file.
+        sampling: chroma subsampling of source and output (``"4:2:0"``, ``"4:4:4"``, ``"grey"``, ...).
+        quant_tables: quantisation tables copied from the source.
+        notes: what the output does not carry over from the source (progressive -> baseline, dropped segments).
+    """
+
+    path: Path | None
+    blocks: int
+    blocks_reencoded: int
+    blocks_changed: int
+    input_bytes: int
+    output_bytes: int
+    sampling: str
+    quant_tables: int
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready summary (for the per-photo report)."""
+        return {"writer": "jpeg-coefficients", "blocks": self.blocks, "blocks_reencoded": self.blocks_reencoded,
+                "blocks_changed": self.blocks_changed, "input_bytes": self.input_bytes,
+                "output_bytes": self.output_bytes,
+                "size_ratio": round(self.output_bytes / max(self.input_bytes, 1), 4), "sampling": self.sampling,
+                "quant_tables": "copied from the input", "notes": list(self.notes)}
+
+
+# ----------------------------------------------------------------------------------------------- segments
+def jpeg_segments(data: bytes) -> tuple[list[tuple[int, bytes]], int]:
+    """The marker segments between SOI and the first SOS.
+
+    Returns:
+        ``([(marker, payload), ...], offset of the SOS marker)``; ``marker`` is the second marker byte
+        (``0xE1`` for APP1), ``payload`` the bytes after the 2-byte length.
+
+    Raises:
+        UnsupportedJpegError: not a JPEG stream, or a segment runs past the end.
+    """
+    if data[:2] != b"\xff\xd8":
+        raise UnsupportedJpegError("expected a JPEG stream (FF D8), got other bytes")
+    segs: list[tuple[int, bytes]] = []
+    i = 2
+    n = len(data)
+    while i < n:
+        if data[i] != 0xFF:
+            raise UnsupportedJpegError(f"expected a marker at byte {i}, got 0x{data[i]:02x}")
+        while i < n and data[i] == 0xFF:  # fill bytes
+            i += 1
+        if i >= n:
+            break
+        m = data[i]
+        i += 1
+        if m == 0xDA:
+            return segs, i - 2
+        if m in (0x01,) or 0xD0 <= m <= 0xD7:
+            continue
+        if i + 2 > n:
+            break
+        length = int.from_bytes(data[i:i + 2], "big")
+        if length < 2 or i + length > n:
+            break
+        segs.append((m, data[i + 2:i + length]))
+        i += length
+    raise UnsupportedJpegError("expected a start-of-scan segment, got the end of the file")
+
+
+def _segment(marker: int, payload: bytes) -> bytes:
+    if len(payload) + 2 > 0xFFFF:
+        raise ValueError(f"segment of {len(payload)} bytes exceeds the JPEG limit of 65533")
+    return bytes([0xFF, marker]) + struct.pack(">H", len(payload) + 2) + payload
+
+
+def _exif_has_thumbnail(tiff: bytes) -> bool:
+    """Whether a TIFF/EXIF block links a second IFD (IFD1, the thumbnail)."""
+    try:
+        bo = "<" if tiff[:2] == b"II" else ">"
+        off = struct.unpack(bo + "I", tiff[4:8])[0]
+        count = struct.unpack(bo + "H", tiff[off:off + 2])[0]
+        nxt = struct.unpack(bo + "I", tiff[off + 2 + 12 * count: off + 6 + 12 * count])[0]
+    except (struct.error, IndexError):
+        return False
+    return nxt != 0
+
+
+def _rewrite_exif(payload: bytes, strip_gps: bool, notes: list[str]) -> bytes | None:
+    """The APP1 EXIF payload to write: verbatim, or rewritten without GPS / thumbnail (None: drop it)."""
+    tiff = payload[6:]
+    exif = Image.Exif()
+    try:
+        exif.load(tiff)
+    except Exception as e:  # noqa: BLE001 - an unreadable EXIF block is dropped, not fatal
+        notes.append(f"EXIF dropped: unreadable ({type(e).__name__})")
+        return None
+    has_gps = _EXIF_GPS_IFD in exif
+    thumb = _exif_has_thumbnail(tiff)
+    if not (strip_gps and has_gps) and not thumb:
+        return payload
+    if strip_gps and has_gps:
+        del exif[_EXIF_GPS_IFD]
+    if thumb:
+        notes.append("EXIF thumbnail dropped (it shows the unprotected photo)")
+    out = b"Exif\x00\x00" + exif.tobytes()
+    if len(out) + 2 > 0xFFFF:
+        notes.append("EXIF dropped: too large after rewriting")
+        return None
+    return out
+
+
+def kept_segments(data: bytes, *, strip_gps: bool) -> tuple[list[bytes], list[str]]:
+    """The source's metadata segments to copy into the output, and notes on what is left out.
+
+    See the module docstring for the rules.
+    """
+    segs, _ = jpeg_segments(data)
+    keep: list[bytes] = []
+    notes: list[str] = []
+    for m, payload in segs:
+        if m == 0xE0:  # JFIF (rewritten by libjpeg from the copied density) or JFXX thumbnail
+            if payload.startswith(b"JFXX"):
+                notes.append("JFXX thumbnail dropped (it shows the unprotected photo)")
+            elif not payload.startswith(b"JFIF"):
+                keep.append(_segment(m, payload))
+            continue
+        if m == 0xE1 and payload.startswith(b"Exif\x00"):
+            new = _rewrite_exif(payload, strip_gps, notes)
+            if new is not None:
+                keep.append(_segment(m, new))
+            continue
+        if m == 0xE1 and (payload.startswith(_XMP_PREFIX) or payload.startswith(_XMP_EXT_PREFIX)):
+            if strip_gps and b"GPS" in payload:
+                notes.append("XMP dropped: it holds GPS fields")
+                continue
+            keep.append(_segment(m, payload))
+            continue
+        if m == 0xE2 and payload.startswith(b"MPF\x00"):
+            notes.append("MPF index dropped: only the primary image is written")
+            continue
+        if 0xE1 <= m <= 0xEF or m == 0xFE:
+            keep.append(_segment(m, payload))
+    return keep, notes
+
+
+def _component_ids(data: bytes) -> list[int]:
+    """Component ids in the frame header (SOF) of a JPEG stream."""
+    segs, _ = jpeg_segments(data)
+    for m, payload in segs:
+        if m in (0xC0, 0xC1, 0xC2, 0xC3, 0xC9, 0xCA, 0xCB):
+            return [payload[6 + 3 * i] for i in range(payload[5])]
+    raise UnsupportedJpegError("expected a frame header (SOF), got none")
+
+
+def _restore_component_ids(encoded: bytes, ids: list[int]) -> bytes:
+    """Give the written frame and scan headers the source's component ids (libjpeg numbers them 0, 1, 2 here)."""
+    out = bytearray(encoded)
+    segs, sos = jpeg_segments(encoded)
+    new_ids = _component_ids(encoded)
+    if new_ids == ids or len(new_ids) != len(ids):
+        return encoded
+    remap = dict(zip(new_ids, ids, strict=True))
+    i = 2
+    for m, payload in segs:  # walk again to find offsets
+        j = encoded.index(bytes([0xFF, m]) + struct.pack(">H", len(payload) + 2) + payload[:4], i)
+        if m in (0xC0, 0xC1, 0xC2, 0xC3, 0xC9, 0xCA, 0xCB):
+            for k in range(payload[5]):
+                out[j + 4 + 6 + 3 * k] = remap[payload[6 + 3 * k]]
+        i = j + 2 + len(payload) + 2
+    at = sos
+    while at >= 0:  # every scan header (markers never occur inside entropy-coded data)
+        n = encoded[at + 4]
+        for k in range(n):
+            out[at + 5 + 2 * k] = remap.get(encoded[at + 5 + 2 * k], encoded[at + 5 + 2 * k])
+        at = encoded.find(b"\xff\xda", at + 4)
+    return bytes(out)
+
+
+def _insert_segments(encoded: bytes, segments: list[bytes]) -> bytes:
+    """Insert metadata segments after SOI and the JFIF header libjpeg wrote."""
+    at = 2
+    if encoded[2:4] == b"\xff\xe0":
+        at = 4 + int.from_bytes(encoded[4:6], "big")
+    return encoded[:at] + b"".join(segments) + encoded[at:]
+
+
+# ----------------------------------------------------------------------------------------------- orientation
+def to_stored_orientation(arr: np.ndarray, orientation: int, *, copy: bool = True) -> np.ndarray:
+    """Undo :func:`PIL.ImageOps.exif_transpose` on an ``(H, W, ...)`` array: upright -> the file's stored layout.
+
+    Args:
+        arr: upright array.
+        orientation: the source's EXIF orientation (1-8; anything else is left as is).
+        copy: return a contiguous copy (``False``: a strided view, no memory for large photos).
+    """
+    if orientation in (None, 0, 1):
+        return arr
+    ops: dict[int, Callable[[np.ndarray], np.ndarray]] = {
+        2: lambda a: a[:, ::-1],
+        3: lambda a: a[::-1, ::-1],
+        4: lambda a: a[::-1],
+        5: lambda a: a.swapaxes(0, 1),
+        6: lambda a: np.rot90(a, 1, axes=(0, 1)),
+        7: lambda a: np.rot90(a, 2, axes=(0, 1)).swapaxes(0, 1),
+        8: lambda a: np.rot90(a, -1, axes=(0, 1)),
+    }
+    if orientation not in ops:
+        return arr
+    out = ops[orientation](arr)
+    return np.ascontiguousarray(out) if copy else out
+
+
+def _orientation(segs: list[tuple[int, bytes]]) -> int:
+    for m, payload in segs:
+        if m == 0xE1 and payload.startswith(b"Exif\x00"):
+            exif = Image.Exif()
+            try:
+                exif.load(payload[6:])
+            except Exception:  # noqa: BLE001 - unreadable EXIF: Pillow shows the photo as stored
+                return 1
+            return int(exif.get(_EXIF_ORIENTATION, 1) or 1)
+    return 1
+
+
+# ----------------------------------------------------------------------------------------------- coefficients
+def _sampling_name(samp: np.ndarray) -> str:
+    if samp.shape[0] == 1:
+        return "grey"
+    (vy, hy), (vc, hc) = samp[0], samp[1]
+    names = {(1, 1): "4:4:4", (1, 2): "4:2:2", (2, 2): "4:2:0", (2, 1): "4:4:0", (1, 4): "4:1:1"}
+    if (vc, hc) == (1, 1) and (int(vy), int(hy)) in names:
+        return names[(int(vy), int(hy))]
+    return "x".join(f"{int(h)}x{int(v)}" for v, h in samp)
+
+
+def _read_dct(data: bytes) -> Any:
+    """Read the coefficients of ``data`` with jpeglib (loaded), or raise :class:`UnsupportedJpegError`."""
+    try:
+        import jpeglib
+    except ImportError as e:  # pragma: no cover - a declared dependency
+        raise UnsupportedJpegError(f"expected the jpeglib package, got an import error ({e})") from e
+    with tempfile.TemporaryDirectory(prefix="nullswap-jpeg-") as d:
+        src = Path(d) / "source.jpg"
+        src.write_bytes(data)
+        try:
+            with jpeglib.version(JPEGLIB_VERSION):
+                jpg = jpeglib.read_dct(str(src))
+                jpg.load()
+        except (OSError, ValueError, RuntimeError) as e:
+            raise UnsupportedJpegError(f"libjpeg could not read the coefficients ({e})") from e
+    return jpg
+
+
+def _check_supported(jpg: Any) -> None:
+    import jpeglib
+
+    space = jpg.jpeg_color_space
+    n = jpg.num_components
+    if not ((n == 3 and space == jpeglib.JCS_YCbCr) or (n == 1 and space == jpeglib.JCS_GRAYSCALE)):
+        raise UnsupportedJpegError(f"expected a YCbCr or greyscale JPEG, got colour space {space} with {n} components")
+    samp = np.asarray(jpg.samp_factor, dtype=int)
+    vmax, hmax = samp[:, 0].max(), samp[:, 1].max()
+    if np.any(vmax % samp[:, 0]) or np.any(hmax % samp[:, 1]):
+        raise UnsupportedJpegError(f"expected sampling factors that divide the largest, got {samp.tolist()}")
+
+
+def unchanged_region(changed: np.ndarray, samp_factor: np.ndarray) -> np.ndarray:
+    """Pixels (stored orientation) that decode bit-identically when the blocks covering ``changed`` are re-encoded.
+
+    Args:
+        changed: ``(H, W)`` bool, pixels whose blocks the writer re-encodes.
+        samp_factor: jpeglib's ``samp_factor`` of the source (``(components, 2)``: vertical, horizontal).
+
+    Returns:
+        ``(H, W)`` bool: outside every re-encoded block's footprint, minus a 1-pixel rim in each subsampled direction
+        (chroma upsampling interpolates across block edges).
+    """
+    samp = np.asarray(samp_factor, dtype=int)
+    vmax, hmax = int(samp[:, 0].max()), int(samp[:, 1].max())
+    h, w = changed.shape
+    touched = np.zeros((h, w), dtype=bool)
+    for v, hf in samp:
+        fy, fx = 8 * (vmax // int(v)), 8 * (hmax // int(hf))
+        ny, nx = -(-h // fy), -(-w // fx)
+        pad = np.zeros((ny * fy, nx * fx), dtype=bool)
+        pad[:h, :w] = changed
+        blk = pad.reshape(ny, fy, nx, fx).any(axis=(1, 3))
+        full = np.repeat(np.repeat(blk, fy, 0), fx, 1)[:h, :w]
+        ry, rx = int(vmax // int(v) > 1), int(hmax // int(hf) > 1)
+        if ry or rx:
+            grown = full.copy()
+            if ry:
+                grown[1:] |= full[:-1]
+                grown[:-1] |= full[1:]
+            if rx:
+                g2 = grown.copy()
+                g2[:, 1:] |= grown[:, :-1]
+                g2[:, :-1] |= grown[:, 1:]
+                grown = g2
+            full = grown
+        touched |= full
+    return ~touched
+
+
+def _rgb255(arr: np.ndarray) -> np.ndarray:
+    """A strip of an ``(h, w, 3)`` image (uint8, or float in [0,1]) as float64 0-255."""
+    if arr.dtype == np.uint8:
+        return arr.astype(np.float64)
+    return np.clip(arr.astype(np.float64), 0.0, 1.0) * 255.0
+
+
+def _reencode(jpg: Any, protected: np.ndarray, original: np.ndarray, changed: np.ndarray) -> tuple[int, int]:
+    """Add the quantised DCT of ``protected - original`` to every block whose footprint holds a ``changed`` pixel.
+
+    Works strip by strip, so the memory stays a strip of the photo's width. Modifies ``jpg``'s coefficients.
+
+    Args:
+        jpg: loaded jpeglib DCTJPEG.
+        protected: ``(H, W, 3)`` image (uint8 or float in [0,1]), stored orientation (a view is fine).
+        original: the same for the source's decode.
+        changed: ``(H, W)`` bool.
+
+    Returns:
+        (blocks re-encoded, blocks whose coefficients changed).
+    """
+    h, w = changed.shape
+    samp = np.asarray(jpg.samp_factor, dtype=int)
+    vmax, hmax = int(samp[:, 0].max()), int(samp[:, 1].max())
+    mcu_h, mcu_w = 8 * vmax, 8 * hmax
+    rows = np.flatnonzero(changed.any(axis=1))
+    cols = np.flatnonzero(changed.any(axis=0))
+    if rows.size == 0:
+        return 0, 0
+    y_lo, y_hi = (rows[0] // mcu_h) * mcu_h, -(-(rows[-1] + 1) // mcu_h) * mcu_h
+    x_lo, x_hi = (cols[0] // mcu_w) * mcu_w, -(-(cols[-1] + 1) // mcu_w) * mcu_w
+    comps = [jpg.Y] + ([jpg.Cb, jpg.Cr] if jpg.num_components == 3 else [])
+    planes = [np.array(c, dtype=np.int32) for c in comps]
+    tables = [np.asarray(jpg.get_component_qt(i), dtype=np.float64) for i in range(len(comps))]
+    n_re = n_changed = 0
+    strip = max(mcu_h, (_STRIP_ROWS // mcu_h) * mcu_h)
+    for y0 in range(int(y_lo), int(y_hi), strip):
+        y1 = min(y0 + strip, int(y_hi))
+        ch = np.zeros((y1 - y0, x_hi - x_lo), dtype=bool)
+        ys, xs = slice(y0, min(y1, h)), slice(int(x_lo), min(int(x_hi), w))
+        ch[: ys.stop - y0, : xs.stop - xs.start] = changed[ys, xs]
+        if not ch.any():
+            continue
+        d = _rgb255(protected[ys, xs]) - _rgb255(original[ys, xs])
+        d = np.pad(d, ((0, (y1 - y0) - d.shape[0]), (0, (x_hi - x_lo) - d.shape[1]), (0, 0)), mode="edge")
+        ycc = d @ _RGB_TO_YCC.T if len(comps) == 3 else (d @ _LUMA)[..., None]
+        for c, (plane, q) in enumerate(zip(planes, tables, strict=True)):
+            fy, fx = vmax // int(samp[c, 0]), hmax // int(samp[c, 1])
+            sh, sw = (y1 - y0) // fy, (x_hi - x_lo) // fx
+            comp = ycc[..., c].reshape(sh, fy, sw, fx).mean(axis=(1, 3))
+            nby, nbx = sh // 8, sw // 8
+            blocks = comp.reshape(nby, 8, nbx, 8).transpose(0, 2, 1, 3)
+            touched = ch.reshape(nby, 8 * fy, nbx, 8 * fx).any(axis=(1, 3))
+            by0, bx0 = y0 // (8 * fy), int(x_lo) // (8 * fx)
+            nby_c = min(nby, plane.shape[0] - by0)
+            nbx_c = min(nbx, plane.shape[1] - bx0)
+            touched = touched[:nby_c, :nbx_c]
+            iy, ix = np.nonzero(touched)
+            if iy.size == 0:
+                continue
+            coef = np.einsum("ij,njk,lk->nil", _DCT, blocks[iy, ix], _DCT) / q
+            old = plane[by0 + iy, bx0 + ix]
+            new = old + np.rint(coef).astype(np.int32)
+            # keep the stream valid for 8-bit baseline entropy coding (DC within the level-shifted range, AC 10 bits)
+            new[:, 1:, :] = np.clip(new[:, 1:, :], -1023, 1023)
+            new[:, 0, 1:] = np.clip(new[:, 0, 1:], -1023, 1023)
+            new[:, 0, 0] = np.clip(new[:, 0, 0], math.ceil(-1024 / q[0, 0]), math.floor(1016 / q[0, 0]))
+            plane[by0 + iy, bx0 + ix] = new
+            n_re += iy.size
+            n_changed += int(np.any(new != old, axis=(1, 2)).sum())
+    jpg.Y = planes[0].astype(np.int16)
+    if len(planes) == 3:
+        jpg.Cb = planes[1].astype(np.int16)
+        jpg.Cr = planes[2].astype(np.int16)
+    return n_re, n_changed
+
+
+def _hwc(image: torch.Tensor | np.ndarray, name: str) -> np.ndarray:
+    """``(3,H,W)`` float tensor/array in [0,1] -> an ``(H,W,3)`` view (no copy for a CPU float32 tensor)."""
+    if isinstance(image, torch.Tensor):
+        image = image.detach().cpu()
+        image = (image if image.dtype == torch.float32 else image.float()).numpy()
+    arr = np.asarray(image)
+    if arr.ndim != 3 or arr.shape[0] != 3:
+        raise InputError(f"{name}: expected a (3,H,W) RGB image, got shape {tuple(arr.shape)}")
+    return arr.transpose(1, 2, 0)
+
+
+def encode_protected_jpeg(
+    source: bytes,
+    protected: torch.Tensor | np.ndarray,
+    original: torch.Tensor | np.ndarray | None = None,
+    *,
+    mask: torch.Tensor | np.ndarray | None = None,
+    strip_gps: bool = True,
+) -> tuple[bytes, JpegWriteResult]:
+    """Encode ``protected`` as a JPEG that shares every untouched block with ``source`` (see the module docstring).
+
+    Args:
+        source: the source JPEG file's bytes.
+        protected: ``(3,H,W)`` RGB in [0,1], upright (EXIF orientation applied, as :func:`read_image` returns it).
+        original: the source's upright decode, ``(3,H,W)`` in [0,1] (``LoadedImage.tensor``); decoded from
+            ``source`` with Pillow when omitted.
+        mask: optional ``(H,W)`` face mask (upright, e.g. ``paste_back(..., return_mask=True)``'s): its blocks are
+            re-encoded too. Without it, the blocks that hold a pixel where ``protected`` differs from ``original``.
+        strip_gps: drop the EXIF GPS block (and an XMP packet with GPS fields).
+
+    Returns:
+        ``(bytes, result)``; ``result.path`` is ``None``.
+
+    Raises:
+        UnsupportedJpegError: a JPEG this writer does not handle (the caller re-encodes the whole photo).
+        InputError: ``protected`` / ``original`` / ``mask`` shapes disagree with the source.
+    """
+    segs, sos = jpeg_segments(source)
+    orientation = _orientation(segs)
+    jpg = _read_dct(source)
+    _check_supported(jpg)
+    prot = _hwc(protected, "protected")
+    if original is None:
+        from PIL import ImageOps
+
+        with Image.open(_io.BytesIO(source)) as im:
+            orig = np.asarray((ImageOps.exif_transpose(im) or im).convert("RGB"))
+    else:
+        orig = _hwc(original, "original")
+    if prot.shape != orig.shape:
+        raise InputError(f"protected: expected the source's upright size {orig.shape[:2]}, got {prot.shape[:2]}")
+    if orig.dtype == np.uint8:
+        changed = np.zeros(prot.shape[:2], dtype=bool)
+        for y in range(0, prot.shape[0], _STRIP_ROWS):  # strip-wise: no full-size float copy
+            diff = _rgb255(prot[y:y + _STRIP_ROWS]) - orig[y:y + _STRIP_ROWS]
+            changed[y:y + _STRIP_ROWS] = np.any(np.abs(diff) > 1e-3, axis=2)  # float32 x/255 -> x: ~1e-5 off
+    else:
+        changed = np.any(prot != orig, axis=2)
+    if mask is not None:
+        m = mask.detach().cpu().numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask)
+        if m.shape != changed.shape:
+            raise InputError(f"mask: expected shape {changed.shape}, got {tuple(m.shape)}")
+        changed |= m > 0
+    changed = to_stored_orientation(changed, orientation)
+    if changed.shape != (jpg.height, jpg.width):
+        raise InputError(f"protected: expected the JPEG's stored size {(jpg.height, jpg.width)} after undoing EXIF "
+                         f"orientation {orientation}, got {changed.shape}")
+    n_re, n_changed = _reencode(jpg, to_stored_orientation(prot, orientation, copy=False),
+                                to_stored_orientation(orig, orientation, copy=False), changed)
+    samp = np.asarray(jpg.samp_factor, dtype=int)
+    notes: list[str] = []
+    if jpg.progressive_mode:
+        notes.append("progressive input written as baseline (sequential) JPEG; pixels identical")
+    keep, seg_notes = kept_segments(source, strip_gps=strip_gps)
+    notes += seg_notes
+    eoi = source.find(b"\xff\xd9", sos)  # entropy-coded data never holds FF D9: the primary image's end
+    if eoi >= 0 and len(source.rstrip(b"\x00")) > eoi + 2:
+        notes.append(f"{len(source) - eoi - 2} bytes after the image (extra images, trailers) dropped")
+    import jpeglib
+
+    jpg.markers = []
+    with tempfile.TemporaryDirectory(prefix="nullswap-jpeg-") as d:
+        dst = Path(d) / "out.jpg"
+        try:
+            with jpeglib.version(JPEGLIB_VERSION):
+                jpg.write_dct(str(dst), flags=["+OPTIMIZE_CODING"])
+        except (OSError, ValueError, RuntimeError) as e:
+            raise UnsupportedJpegError(f"libjpeg could not write the coefficients ({e})") from e
+        encoded = dst.read_bytes()
+    out = _insert_segments(_restore_component_ids(encoded, _component_ids(source)), keep)
+    blocks = int(sum(np.prod(c.shape[:2]) for c in ([jpg.Y, jpg.Cb, jpg.Cr] if jpg.num_components == 3 else [jpg.Y])))
+    result = JpegWriteResult(None, blocks, n_re, n_changed, len(source), len(out), _sampling_name(samp),
+                             int(np.asarray(jpg.qt).shape[0]), notes)
+    return out, result
+
+
+def write_protected_jpeg(
+    source: bytes | str | os.PathLike[str],
+    protected: torch.Tensor | np.ndarray,
+    out_path: str | os.PathLike[str],
+    *,
+    original: torch.Tensor | np.ndarray | None = None,
+    mask: torch.Tensor | np.ndarray | None = None,
+    strip_gps: bool = True,
+    overwrite: bool = False,
+) -> JpegWriteResult:
+    """Write ``protected`` to ``out_path`` re-encoding only the blocks that changed from ``source``.
+
+    Args:
+        source: the source JPEG (its bytes, or its path).
+        protected: ``(3,H,W)`` RGB in [0,1], upright.
+        out_path: destination (written through a ``.part`` file, then renamed).
+        original: the source's upright decode (``LoadedImage.tensor``); decoded when omitted.
+        mask: optional ``(H,W)`` upright face mask whose blocks are re-encoded too.
+        strip_gps: drop GPS (EXIF GPS block, XMP with GPS fields).
+        overwrite: allow replacing an existing file.
+
+    Raises:
+        UnsupportedJpegError: a JPEG this writer does not handle (progressive sources are handled).
+        ImageWriteError: destination exists (without ``overwrite``) or cannot be written.
+        InputError: shapes disagree with the source.
+    """
+    data = source if isinstance(source, bytes) else Path(source).read_bytes()
+    p = Path(out_path)
+    if p.exists() and not overwrite:
+        raise ImageWriteError(p, "file exists (refusing to overwrite)")
+    out, result = encode_protected_jpeg(data, protected, original, mask=mask, strip_gps=strip_gps)
+    tmp = p.with_name(f".{p.name}.part")
+    try:
+        tmp.write_bytes(out)
+        os.replace(tmp, p)
+    except PermissionError as e:
+        raise ImageWriteError(p, f"permission denied ({e})") from e
+    except OSError as e:
+        raise ImageWriteError(p, str(e)) from e
+    finally:
+        if tmp.exists():
+            tmp.unlink(missing_ok=True)
+    result.path = p
+    log.info("%s: %d of %d blocks re-encoded (%d changed), %d -> %d bytes (%.1f %%)", p.name, result.blocks_reencoded,
+             result.blocks, result.blocks_changed, result.input_bytes, result.output_bytes,
+             100.0 * result.output_bytes / max(result.input_bytes, 1))
+    return result
+
+
+__all__ = ["JPEGLIB_VERSION", "JpegWriteResult", "encode_protected_jpeg", "jpeg_segments", "kept_segments",
+           "to_stored_orientation", "unchanged_region", "write_protected_jpeg"]
