@@ -67,8 +67,7 @@ class _Session:
             while dest.exists():
                 dest = self.out_dir / f"{path.stem}.protected-{k}{path.suffix.lower() or '.png'}"
                 k += 1
-            res.save(dest)
-            outputs.append(str(dest))
+            outputs.append(str(res.save(dest)))  # the written path (NAME.png when Pillow cannot write the format)
             reports[path.name] = res.report
             if first is None:
                 diff = ((res.image - res.source.tensor) * 10 + 0.5).clamp(0, 1)
