@@ -14,19 +14,21 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from nullswap._common import ASSETS_ROOT, freeze, load_strict
+from nullswap._common import config_from_dict as _config_from_dict
 from nullswap.errors import InputError, WeightsError, WeightsNotFoundError
 from nullswap.manipulators.base import Manipulator, register_manipulator, unused_model_kwargs
 
 log = logging.getLogger(__name__)
 
-ASSETS_DIR = Path(__file__).resolve().parents[1] / "assets" / "manipulators"
+ASSETS_DIR = ASSETS_ROOT / "manipulators"
 
 
 # --- building blocks --------------------------------------------------------------------------------------------
@@ -137,28 +139,6 @@ def read_checkpoint(folder: str | Path, what: str) -> tuple[dict[str, torch.Tens
         raise WeightsError(f"{what}: cannot read checkpoint {str(folder)!r}: {e}") from e
 
 
-def load_strict(module: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    """``module.load_state_dict(state, strict=True)`` raising :class:`WeightsError` with the key/shape problems."""
-    own = module.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    bad = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
-    if missing or unexpected or bad:
-        raise WeightsError(
-            f"{source}: expected the state dict of {type(module).__name__}, got missing keys {missing[:8]}, "
-            f"unexpected keys {unexpected[:8]}, shape mismatches {bad[:8]}"
-        )
-    module.load_state_dict(state, strict=True)
-
-
-def freeze(module: nn.Module) -> nn.Module:
-    """Eval mode, no parameter gradients (inputs stay differentiable)."""
-    module.eval()
-    for p in module.parameters():
-        p.requires_grad_(False)
-    return module
-
-
 # --- the autoencoder --------------------------------------------------------------------------------------------
 
 
@@ -169,12 +149,7 @@ def config_from_dict(cls: type, d: dict[str, Any] | None, what: str) -> Any:
     Raises:
         InputError: unknown keys or an unsupported image size.
     """
-    d = dict(d or {})
-    names = {f.name for f in fields(cls)}
-    extra = sorted(set(d) - names)
-    if extra:
-        raise InputError(f"{what} config: expected keys among {sorted(names)}, got unknown {extra}")
-    cfg = cls(**d)
+    cfg = _config_from_dict(cls, d, what)
     if cfg.image_size not in (128, 256):
         raise InputError(f"{what} config: expected image_size 128 or 256, got {cfg.image_size}")
     return cfg

@@ -26,8 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nullswap._common import freeze, load_strict
 from nullswap.errors import InputError, WeightsError, WeightsNotFoundError
-from nullswap.manipulators.autoencoder import freeze, load_strict
 from nullswap.manipulators.base import FaceSwapper, register_manipulator, unused_model_kwargs
 from nullswap.manipulators.swapper import ApplyStyle, InstanceNorm
 from nullswap.recognizers.base import FaceRecognizer

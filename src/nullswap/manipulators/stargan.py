@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nullswap._common import freeze, load_strict
 from nullswap.errors import InputError, WeightsError, WeightsNotFoundError
-from nullswap.manipulators.autoencoder import freeze, load_strict
 from nullswap.manipulators.base import Manipulator, register_manipulator
 from nullswap.registry import check_keywords
 

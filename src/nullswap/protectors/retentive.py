@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nullswap._common import config_from_dict, unwrap
 from nullswap.errors import InputError, WeightsError, WeightsNotFoundError
 from nullswap.losses.retentive import project_l2
 from nullswap.protectors.base import STRENGTH_SCALES, Protector, register_protector, strength_scale
@@ -112,16 +113,6 @@ class UNet(nn.Module):
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def config_from_dict(cls: type, d: dict[str, Any] | None, what: str) -> Any:
-    """Build dataclass ``cls`` from a dict, rejecting unknown keys with an :class:`InputError`."""
-    d = dict(d or {})
-    names = {f.name for f in fields(cls)}
-    unknown = sorted(set(d) - names)
-    if unknown:
-        raise InputError(f"{what} config: expected keys among {sorted(names)}, got unknown {unknown}")
-    return cls(**d)
-
-
 @dataclass
 class RetentiveConfig:
     """Hyper-parameters of :class:`RetentiveGenerator`.
@@ -172,16 +163,6 @@ class RetentiveGenerator(nn.Module):
 # ----------------------------------------------------------------------------------------------------------------------
 # Checkpoint IO (shared by ID-Guard, ARS and retentive)
 # ----------------------------------------------------------------------------------------------------------------------
-
-
-def unwrap(module: nn.Module, cls: type) -> nn.Module:
-    """The ``cls`` instance inside DDP / Fabric wrappers (follows ``.module``)."""
-    m = module
-    while not isinstance(m, cls) and isinstance(getattr(m, "module", None), nn.Module):
-        m = m.module
-    if not isinstance(m, cls):
-        raise InputError(f"expected a {cls.__name__} (or a wrapper of one), got {type(module).__name__}")
-    return m
 
 
 def save_generator(path: str | Path, generator: nn.Module, cls: type, fmt: str, config: Any,
