@@ -255,3 +255,19 @@ def test_public_api_jpeg_face_photo_keeps_the_rest_bit_identical(lfw_dir, tmp_pa
     assert 0.95 <= ratio <= 1.05, ratio
     with Image.open(out) as im:
         assert 0x8825 not in im.getexif() and im.info.get("icc_profile") == ICC
+
+
+@pytest.mark.shared
+def test_camera_jpeg_thumbnail_dropped_pixels_kept(photos_dir, tmp_path):
+    """A real camera JPEG (EXIF with a thumbnail of the clean photo): the thumbnail goes, every pixel stays."""
+    from nullswap.faces.jpeg import _exif_has_thumbnail
+
+    src = photos_dir / "alex_lacamoire1.jpg"
+    loaded = read_image(src)
+    rec: dict = {}
+    out = write_image(tmp_path / "o.jpg", loaded.tensor, like=loaded, record=rec)
+    assert "EXIF thumbnail dropped (it shows the unprotected photo)" in rec["notes"]
+    exif_payloads = [p for m, p in jpeg_segments(out.read_bytes())[0] if m == 0xE1 and p.startswith(b"Exif")]
+    assert len(exif_payloads) == 1 and not _exif_has_thumbnail(exif_payloads[0][6:])
+    assert np.array_equal(_stored_decode(src), _stored_decode(out))
+    assert Image.open(out).getexif().get(0x010F) == Image.open(src).getexif().get(0x010F)

@@ -64,6 +64,8 @@ _EXIF_ORIENTATION = 0x0112
 _EXIF_GPS_IFD = 0x8825
 _XMP_PREFIX = b"http://ns.adobe.com/xap/1.0/\x00"
 _XMP_EXT_PREFIX = b"http://ns.adobe.com/xmp/extension/\x00"
+#: Start-of-frame markers (baseline, extended, progressive, lossless; Huffman and arithmetic).
+_SOF_MARKERS = (0xC0, 0xC1, 0xC2, 0xC3, 0xC9, 0xCA, 0xCB)
 
 
 def _dct_matrix() -> np.ndarray:
@@ -112,19 +114,11 @@ class JpegWriteResult:
 
 
 # ----------------------------------------------------------------------------------------------- segments
-def jpeg_segments(data: bytes) -> tuple[list[tuple[int, bytes]], int]:
-    """The marker segments between SOI and the first SOS.
-
-    Returns:
-        ``([(marker, payload), ...], offset of the SOS marker)``; ``marker`` is the second marker byte
-        (``0xE1`` for APP1), ``payload`` the bytes after the 2-byte length.
-
-    Raises:
-        UnsupportedJpegError: not a JPEG stream, or a segment runs past the end.
-    """
+def _scan_segments(data: bytes) -> tuple[list[tuple[int, int, bytes]], int]:
+    """``([(marker, offset of its FF byte, payload), ...], offset of the first SOS)``; see :func:`jpeg_segments`."""
     if data[:2] != b"\xff\xd8":
         raise UnsupportedJpegError("expected a JPEG stream (FF D8), got other bytes")
-    segs: list[tuple[int, bytes]] = []
+    segs: list[tuple[int, int, bytes]] = []
     i = 2
     n = len(data)
     while i < n:
@@ -135,19 +129,34 @@ def jpeg_segments(data: bytes) -> tuple[list[tuple[int, bytes]], int]:
         if i >= n:
             break
         m = data[i]
+        start = i - 1
         i += 1
         if m == 0xDA:
-            return segs, i - 2
-        if m in (0x01,) or 0xD0 <= m <= 0xD7:
+            return segs, start
+        if m == 0x01 or 0xD0 <= m <= 0xD7:
             continue
         if i + 2 > n:
             break
         length = int.from_bytes(data[i:i + 2], "big")
         if length < 2 or i + length > n:
             break
-        segs.append((m, data[i + 2:i + length]))
+        segs.append((m, start, data[i + 2:i + length]))
         i += length
     raise UnsupportedJpegError("expected a start-of-scan segment, got the end of the file")
+
+
+def jpeg_segments(data: bytes) -> tuple[list[tuple[int, bytes]], int]:
+    """The marker segments between SOI and the first SOS.
+
+    Returns:
+        ``([(marker, payload), ...], offset of the SOS marker)``; ``marker`` is the second marker byte
+        (``0xE1`` for APP1), ``payload`` the bytes after the 2-byte length.
+
+    Raises:
+        UnsupportedJpegError: not a JPEG stream, or a segment runs past the end.
+    """
+    segs, sos = _scan_segments(data)
+    return [(m, payload) for m, _, payload in segs], sos
 
 
 def _segment(marker: int, payload: bytes) -> bytes:
@@ -230,30 +239,26 @@ def _component_ids(data: bytes) -> list[int]:
     """Component ids in the frame header (SOF) of a JPEG stream."""
     segs, _ = jpeg_segments(data)
     for m, payload in segs:
-        if m in (0xC0, 0xC1, 0xC2, 0xC3, 0xC9, 0xCA, 0xCB):
+        if m in _SOF_MARKERS:
             return [payload[6 + 3 * i] for i in range(payload[5])]
     raise UnsupportedJpegError("expected a frame header (SOF), got none")
 
 
 def _restore_component_ids(encoded: bytes, ids: list[int]) -> bytes:
     """Give the written frame and scan headers the source's component ids (libjpeg numbers them 0, 1, 2 here)."""
-    out = bytearray(encoded)
-    segs, sos = jpeg_segments(encoded)
     new_ids = _component_ids(encoded)
     if new_ids == ids or len(new_ids) != len(ids):
         return encoded
     remap = dict(zip(new_ids, ids, strict=True))
-    i = 2
-    for m, payload in segs:  # walk again to find offsets
-        j = encoded.index(bytes([0xFF, m]) + struct.pack(">H", len(payload) + 2) + payload[:4], i)
-        if m in (0xC0, 0xC1, 0xC2, 0xC3, 0xC9, 0xCA, 0xCB):
+    out = bytearray(encoded)
+    segs, sos = _scan_segments(encoded)
+    for m, start, payload in segs:
+        if m in _SOF_MARKERS:
             for k in range(payload[5]):
-                out[j + 4 + 6 + 3 * k] = remap[payload[6 + 3 * k]]
-        i = j + 2 + len(payload) + 2
+                out[start + 4 + 6 + 3 * k] = remap[payload[6 + 3 * k]]
     at = sos
     while at >= 0:  # every scan header (markers never occur inside entropy-coded data)
-        n = encoded[at + 4]
-        for k in range(n):
+        for k in range(encoded[at + 4]):
             out[at + 5 + 2 * k] = remap.get(encoded[at + 5 + 2 * k], encoded[at + 5 + 2 * k])
         at = encoded.find(b"\xff\xda", at + 4)
     return bytes(out)
@@ -500,6 +505,10 @@ def encode_protected_jpeg(
         InputError: ``protected`` / ``original`` / ``mask`` shapes disagree with the source.
     """
     segs, sos = jpeg_segments(source)
+    sof = next(((m, payload) for m, payload in segs if m in _SOF_MARKERS), None)
+    if sof is None or sof[0] == 0xC3 or sof[1][0] != 8:
+        raise UnsupportedJpegError("expected an 8-bit DCT JPEG, got " + (
+            "no frame header" if sof is None else "a lossless JPEG" if sof[0] == 0xC3 else f"{sof[1][0]}-bit samples"))
     orientation = _orientation(segs)
     jpg = _read_dct(source)
     _check_supported(jpg)
