@@ -85,8 +85,9 @@ class NullSwapLoss:
             batch mean at ``k/B`` of the cost: ST-LPIPS is the most expensive term on a CPU); 0 = all.
         recognizers_per_step: identity term on a random ``k`` of the ``c`` recognizers each step (a stochastic
             ensemble: the batch's identity loss is ``(c/k)`` times the sum over the drawn ones, an unbiased estimate
-            of the ``"average"`` strategy's ``sum_i L_i`` at ``k/c`` of the recognizers' cost); 0 = all. Needs ``strategy="average"``. Not in
-            the paper; Choice for CPU training (recognizer forward+backward passes are most of a step).
+            of the ``"average"`` strategy's ``sum_i L_i`` at ``k/c`` of the recognizers' cost); 0 = all. Needs
+            ``strategy="average"``. Not in the paper; Choice for CPU training (recognizer forward+backward passes are
+            most of a step).
         subset_seed: seed of those draws (their state is part of :meth:`state_dict`, so a resume continues them).
     """
 
