@@ -17,7 +17,7 @@ from PIL import Image, ImageCms
 
 from nullswap.batch import expand_inputs, plan_outputs, run_batch
 from nullswap.errors import ImageReadError
-from nullswap.faces.io import is_image_path, output_format, read_image, write_image
+from nullswap.faces.io import as_written, is_image_path, output_format, read_image, write_image
 
 ICC = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 
@@ -214,3 +214,18 @@ def test_animated_or_multipage_is_refused_with_a_line_in_the_batch(tmp_path, fmt
     by = {o.source.name: o for o in outcomes}
     assert by[src.name].status == "failed" and "unsupported: " in by[src.name].message
     assert by["still.png"].status == "no-face"
+
+
+def test_as_written_returns_what_a_reader_gets_back(tmp_path):
+    Image.fromarray(_rgb()[:, :, 0], "L").save(tmp_path / "g.png")
+    loaded = read_image(tmp_path / "g.png")
+    protected = _face(loaded.tensor) * torch.tensor([1.0, 0.9, 0.8])[:, None, None]  # some colour
+    got = as_written(protected, loaded)
+    assert torch.equal(got[0], got[1]) and torch.equal(got[1], got[2])  # greyscale on disk
+    assert torch.equal(got, read_image(write_image(tmp_path / "o.png", protected, like=loaded)).tensor)
+    Image.fromarray(_rgb()).save(tmp_path / "c.jpg", quality=75)
+    loaded = read_image(tmp_path / "c.jpg")
+    protected = _face(loaded.tensor)
+    got = as_written(protected, loaded)
+    assert torch.equal(got, read_image(write_image(tmp_path / "o.jpg", protected, like=loaded)).tensor)
+    assert torch.equal(got[:, :, 32:], loaded.tensor[:, :, 32:])  # blocks away from the face: the input's pixels

@@ -537,3 +537,23 @@ def write_image(
 
 def _alpha8(a: torch.Tensor) -> np.ndarray:
     return (a.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+
+
+def as_written(image: torch.Tensor, like: LoadedImage | None, *, suffix: str | None = None) -> torch.Tensor:
+    """The upright ``(3,H,W)`` pixels a reader gets back from what :func:`write_image` writes for ``image``.
+
+    Quantised to the output's bit depth, greyscale for a greyscale source, and for a JPEG source the changed blocks
+    quantised with the input's tables (lossy WebP/AVIF re-encoded). Verifying these pixels, rather than the
+    in-memory ones, tells whether the cloak survives the file format. Costs one encode and one decode.
+
+    Args:
+        image: ``(3,H,W)`` float in [0,1].
+        like: the source (``None``: written as PNG, i.e. 8-bit quantisation only).
+        suffix: output extension (default: the source's own).
+    """
+    import tempfile
+
+    ext = suffix or (like.path.suffix if like is not None and like.path is not None else ".png")
+    with tempfile.TemporaryDirectory(prefix="nullswap-as-written-") as d:
+        out = write_image(Path(d) / f"out{ext}", image, like=like)
+        return read_image(out).tensor.to(image.device)
