@@ -30,13 +30,17 @@ def _checkpoint_kind(path: Path) -> str:
 def _build(spec: str, strength: str, device: str, attack_recognizers: list[str] | None, template: str | None):
     from nullswap.protectors import create_protector
 
+    guard = spec.endswith("+guard")  # "CHECKPOINT+guard": with the inference PSNR-floor guard `protect` applies
+    spec = spec.removesuffix("+guard")
     spec, _, refine = spec.partition("+refine")  # "CHECKPOINT+refine5": one pass plus 5 attack steps
     path = Path(spec)
     if path.exists():  # a checkpoint folder: the protector named by its config.json "format" (NullSwap by default)
         kind = _checkpoint_kind(path)
         label = path.name if path.name != "export" else path.parent.name
-        kw = {"refine": int(refine)} if refine else {}
-        name = f"{kind}[{label}]" + (f"+refine{int(refine)}" if refine else "")
+        kw: dict = {"refine": int(refine)} if refine else {}
+        if kind == "nullswap":  # raw generator numbers unless the guard is asked for (reported separately)
+            kw["psnr_floor"] = "auto" if guard else None
+        name = f"{kind}[{label}]" + (f"+refine{int(refine)}" if refine else "") + ("+guard" if guard else "")
         return name, create_protector(kind, checkpoint=str(path), strength=strength, device=device, **kw)
     kwargs = {"strength": strength, "device": device}
     if attack_recognizers and spec in ("pgd", "fgsm"):
@@ -50,8 +54,10 @@ def _build(spec: str, strength: str, device: str, attack_recognizers: list[str] 
 
 def evaluate(
     protector: Annotated[str, typer.Option(help="Protector name(s) or checkpoint folder(s), comma-separated; "
-                                                "e.g. clean,pgd,runs/x/export; a NullSwap checkpoint with "
-                                                "'+refineK' adds K attack steps (e.g. runs/x/export+refine5).")],
+                                                "e.g. clean,pgd,runs/x/export; a NullSwap checkpoint is measured "
+                                                "raw (no inference guard); '+refineK' adds K attack steps "
+                                                "(runs/x/export+refine5), '+guard' applies protect's PSNR-floor "
+                                                "guard.")],
     data: Annotated[Path, typer.Option(help="Dataset root (identity folders: LFW, CelebA crops).")],
     recognizers: Annotated[str, typer.Option(help="Comma-separated recognizers to measure.")] =
     "dlib-resnet29,mobilefacenet-casia,faceapi-resnet29,faceplugin-512,human-mobilefacenet,human-mobileface,"
@@ -98,7 +104,7 @@ def evaluate(
         specs = [s.strip() for s in protector.split(",") if s.strip()]
         if template is None:  # the trained models' own template, else the default crop
             trained = [_build(s, strength, device, attack, None)[1] for s in specs
-                       if Path(s.partition("+refine")[0]).exists()]
+                       if Path(s.removesuffix("+guard").partition("+refine")[0]).exists()]
             template = trained[0].template if trained else "protector-256"
         prots = dict(_build(s, strength, device, attack, template) for s in specs)
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

@@ -582,6 +582,8 @@ class NullSwapProtector(Protector):
         if refine and not refine_recognizers:
             raise InputError("refine: expected refine_recognizers (the ensemble to attack) with refine > 0, got none")
         self.refine = refine
+        #: the last :meth:`protect` call's guard: crops seen, crops whose change was scaled down, smallest factor
+        self.guard_stats: dict[str, float] = {"crops": 0, "rescaled": 0, "min_scale": 1.0}
         self._refine_spec = refine_recognizers
         self._refine_ens: nn.Module | None = None
         self.generator = generator
@@ -613,13 +615,17 @@ class NullSwapProtector(Protector):
         return y.to(faces.device, faces.dtype).clamp(0, 1)
 
     def _guard(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """The PSNR-floor guard (identity when ``psnr_floor`` is ``None``)."""
+        """The PSNR-floor guard (identity when ``psnr_floor`` is ``None``); records :attr:`guard_stats`."""
         if self.psnr_floor is None:
+            self.guard_stats = {"crops": int(x.shape[0]), "rescaled": 0, "min_scale": 1.0}
             return y
         r = y - x
         mse = r.pow(2).mean((1, 2, 3), keepdim=True).clamp_min(1e-20)
         cap = 10.0 ** (-self.psnr_floor / 10.0)
-        return (x + r * (cap / mse).sqrt().clamp(max=1.0)).clamp(0, 1)
+        scale = (cap / mse).sqrt().clamp(max=1.0)
+        self.guard_stats = {"crops": int(x.shape[0]), "rescaled": int((scale < 1).sum()),
+                            "min_scale": float(scale.min()) if scale.numel() else 1.0}
+        return (x + r * scale).clamp(0, 1)
 
     def _refine_ensemble(self, device: torch.device) -> nn.Module:
         if self._refine_ens is None:
