@@ -6,8 +6,9 @@ For every JPEG (default: the JPEGs in ../shared/data/photos) the photo is protec
 twice: by :func:`nullswap.faces.io.write_image` (copies the DCT blocks no face touches, re-encodes the rest with the
 input's tables) and, for comparison, by the previous writer (whole photo re-encoded with Pillow, quality 95, 4:4:4).
 Per photo: input / output bytes, the previous writer's bytes, the blocks re-encoded, the share of pixels that decode
-bit-identically to the input (asserted over every pixel outside the re-encoded blocks), and the written face's
-distance to the in-memory protected face (mean absolute difference in 0-255 levels). With ``--verify`` it also gives
+bit-identically to the input (asserted over every pixel outside the re-encoded blocks), the share of the pixels the
+faces' masks do not touch that the previous writer changed ("old chg"), and the written face's distance to the
+in-memory protected face (mean absolute difference in 0-255 levels). With ``--verify`` it also gives
 the verifiers' mean cosine (clean vs protected face) on the in-memory photo and on the written file.
 """
 
@@ -56,7 +57,7 @@ def main() -> None:
           f"{args.strength}")
     head = (f"{'photo':26s} {'sampling':8s} {'faces':>5s} {'in KB':>7s} {'out KB':>7s} {'out/in':>6s} "
             f"{'old KB':>7s} {'old/in':>6s} {'blocks re-enc':>13s} {'px identical':>12s} {'face diff':>9s} "
-            f"{'write s':>7s}")
+            f"{'old chg':>7s} {'write s':>7s}")
     if args.verify:
         head += f" {'cos mem':>7s} {'cos file':>8s}"
     print(head)
@@ -78,6 +79,9 @@ def main() -> None:
             with Image.open(photo) as a, Image.open(out) as b:
                 pa, pb = np.asarray(a.convert("RGB")), np.asarray(b.convert("RGB"))
             same = (pa == pb).all(axis=2)
+            with Image.open(buf) as c:  # upright, like the protected photo
+                old_changed = (np.asarray(c.convert("RGB")) != to_uint8(res.source.tensor)).any(axis=2)
+            untouched = (res.image == res.source.tensor).all(0).numpy()
             line = f"{photo.name[:26]:26s} "
             if rec.get("writer") == "jpeg-coefficients":
                 changed = (res.image != res.source.tensor).any(0).numpy()
@@ -96,7 +100,7 @@ def main() -> None:
             olds.append(size_old / size_in)
             line += (f"{len(res.faces):5d} {size_in / 1024:7.1f} {size_out / 1024:7.1f} {size_out / size_in:6.3f} "
                      f"{size_old / 1024:7.1f} {size_old / size_in:6.2f} {blocks:>13s} {100 * same.mean():11.1f}% "
-                     f"{face_diff:9.2f} {dt:7.2f}")
+                     f"{face_diff:9.2f} {100 * old_changed[untouched].mean():6.1f}% {dt:7.2f}")
             if args.verify and pp.verifier is not None:
                 lms = torch.tensor([f.landmarks for f in res.faces], dtype=torch.float32)
                 mem = pp.verifier.cosines(res.source.tensor, res.image, lms)
