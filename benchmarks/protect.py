@@ -1,50 +1,172 @@
-"""End-to-end `nullswap protect` cost per 1-megapixel photo on CPU: nullswap (one pass) vs pgd (50 steps), and ratio.
+"""End-to-end ``nullswap protect`` on CPU, file in -> file out: one-pass NullSwap vs PGD mid, with the split per stage.
 
-Usage: python benchmarks/protect.py [--photo ../shared/data/photos/obama1.jpg] [--checkpoint DIR] [--threads N]
-The photo is resized to 1 MP; each method runs detect + align + protect + paste-back (models built once, first call
-excluded as warm-up); both are measured in the same run so the ratio is comparable.
+Usage: python benchmarks/protect.py [--n 50] [--n12 10] [--threads N] [--repeat 3] [--refine 5] [--detector scrfd]
+    [--photo ../shared/data/photos/obama1.jpg] [--group ../shared/data/photos/group_t1.jpg] [--checkpoint DIR]
+
+Photos (JPEG, written once into a temporary folder, quality 92, 4:2:0):
+    1 MP: ``--photo`` resized to 1 megapixel (one face); 12 MP: ``--photo`` cropped to 4:3 and enlarged to
+    4000 x 3000 (one face); group: ``--group`` as it is (6 faces).
+Per photo and method (models built once per method, one warm-up photo first): the wall time of
+``PhotoProtector.protect_file`` + ``ProtectedImage.save`` (the same calls as ``nullswap protect``), and its split from
+``PhotoProtector.timings``: decode (full decode, on a worker thread, overlapped with preview + detect), preview
+(draft-mode decode for SCRFD), detect, align, cloak, paste, verify (arcface-mbf + the unseen verifiers), encode
+(the save). nullswap runs ``--repeat`` times (mean), PGD and refine once.
+Folders: ``--n`` copies of the shared JPEGs at their own size, and ``--n12`` copies of the 12-MP photo, through
+``nullswap.batch.run_batch`` with prefetch and the writer thread (what ``nullswap protect DIR`` runs) and, for
+comparison, one photo at a time; photos/s and the process's peak RSS after each (``resource.getrusage``; the
+folders run first, so the peak is theirs plus the loaded models).
 """
 
 from __future__ import annotations
 
 import argparse
 import platform
+import resource
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
 import torch
+from PIL import Image
 
-from nullswap.faces.io import read_image
-from nullswap.protection import PhotoProtector
+from nullswap.batch import plan_outputs, run_batch
+from nullswap.protection import STAGES, PhotoProtector, physical_cores
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "photos"
+SPLIT = (*STAGES, "encode")
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far, MiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def make_photos(photo: Path, group: Path, folder: Path) -> dict[str, Path]:
+    """The 1-MP, 12-MP and group test photos as JPEGs in ``folder``."""
+    im = Image.open(photo).convert("RGB")
+    w, h = im.size
+    s = (1_000_000 / (w * h)) ** 0.5
+    one = folder / "photo-1mp.jpg"
+    im.resize((round(w * s), round(h * s)), Image.Resampling.LANCZOS).save(one, quality=92, subsampling=2)
+    cw = min(w, round(h * 4 / 3))
+    ch = round(cw * 3 / 4)
+    x0, y0 = (w - cw) // 2, (h - ch) // 2
+    twelve = folder / "photo-12mp.jpg"
+    im.crop((x0, y0, x0 + cw, y0 + ch)).resize((4000, 3000), Image.Resampling.BICUBIC).save(
+        twelve, quality=92, subsampling=2)
+    grp = folder / "group.jpg"
+    shutil.copyfile(group, grp)
+    return {"1 MP": one, "12 MP": twelve, "group": grp}
+
+
+def time_photo(pp: PhotoProtector, path: Path, out: Path, repeat: int) -> tuple[dict[str, float], int, str]:
+    """Mean seconds per stage and in total over ``repeat`` runs of protect_file + save; faces; status."""
+    acc: dict[str, float] = {}
+    faces, status = 0, ""
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        res = pp.protect_file(path)
+        t1 = time.perf_counter()
+        if res.faces:
+            res.save(out, overwrite=True)
+        t2 = time.perf_counter()
+        for k, v in {**pp.timings, "encode": t2 - t1, "total": t2 - t0}.items():
+            acc[k] = acc.get(k, 0.0) + v / repeat
+        faces, status = len(res.faces), res.status
+    return acc, faces, status
+
+
+def folder_rate(pp: PhotoProtector, sources: list[Path], out: Path, pipelined: bool) -> float:
+    """Photos per second for a folder: the batch pipeline (prefetch + writer thread) or one photo at a time."""
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    t = time.perf_counter()
+    if pipelined:
+        jobs = plan_outputs(sources, out)
+        outcomes = run_batch(jobs, pp.protect_file, settings=dict(pp.settings), prefetch=pp.prefetch)
+        bad = [o for o in outcomes if o.status == "failed"]
+        if bad:
+            raise RuntimeError(f"expected every photo protected, got {len(bad)} failed: {bad[0].message}")
+    else:
+        for i, src in enumerate(sources):
+            res = pp.protect_file(src)
+            if res.faces:
+                res.save(out / f"{i}-{src.name}")
+    return len(sources) / (time.perf_counter() - t)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--photo", default=str(Path(__file__).resolve().parents[2] / "shared/data/photos/obama1.jpg"))
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--photo", type=Path, default=SHARED / "obama1.jpg")
+    ap.add_argument("--group", type=Path, default=SHARED / "group_t1.jpg")
     ap.add_argument("--checkpoint", default=None, help="NullSwap checkpoint (default: the packaged one)")
-    ap.add_argument("--threads", type=int, default=torch.get_num_threads())
-    ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=physical_cores(), help="torch threads (default: physical cores)")
+    ap.add_argument("--detector", default="scrfd")
+    ap.add_argument("--repeat", type=int, default=3, help="runs per photo for nullswap (PGD and refine: 1)")
+    ap.add_argument("--refine", type=int, default=5, help="K of the 'nullswap --refine K' line (0: no line)")
+    ap.add_argument("--n", type=int, default=50, help="photos in the folder of shared JPEGs (0: skip)")
+    ap.add_argument("--n12", type=int, default=10, help="photos in the folder of 12-MP copies (0: skip)")
+    ap.add_argument("--no-pgd", action="store_true", help="skip PGD (no ratio)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    img = read_image(args.photo).tensor
-    h, w = img.shape[1:]
-    s = (1_000_000 / (h * w)) ** 0.5
-    img = torch.nn.functional.interpolate(img[None], size=(round(h * s), round(w * s)), mode="bilinear",
-                                          antialias=True, align_corners=False)[0].clamp(0, 1)
-    print(f"host: {platform.machine()}, torch {torch.__version__}, threads {args.threads}, "
-          f"photo {Path(args.photo).name} resized to {img.shape[2]}x{img.shape[1]} "
-          f"({img.shape[1] * img.shape[2] / 1e6:.2f} MP)")
-    times = {}
-    for method in ("nullswap", "pgd"):
-        pp = PhotoProtector(method, checkpoint=args.checkpoint if method == "nullswap" else None, seed=0,
-                            device="cpu")
-        pp.protect_tensor(img)  # warm-up
+    tmp = Path(tempfile.mkdtemp(prefix="nullswap-bench-"))
+    try:
+        photos = make_photos(args.photo, args.group, tmp)
+        print(f"host: {platform.machine()}, {physical_cores()} physical cores, torch {torch.__version__}, threads "
+              f"{args.threads}, detector {args.detector}; photos: "
+              + ", ".join(f"{k} {Image.open(p).size[0]}x{Image.open(p).size[1]}" for k, p in photos.items()))
         t = time.perf_counter()
-        for _ in range(args.repeat):
-            out = pp.protect_tensor(img)
-        times[method] = (time.perf_counter() - t) / args.repeat
-        print(f"{method:9s} ({pp.settings['strength']}): {times[method]:7.2f} s/photo, faces {len(out.faces)}")
-    print(f"pgd / nullswap time ratio: {times['pgd'] / times['nullswap']:.1f}x")
+        pp = PhotoProtector("nullswap", checkpoint=args.checkpoint, seed=0, device="cpu", detector=args.detector)
+        print(f"nullswap models loaded in {time.perf_counter() - t:.2f} s; peak RSS {peak_rss_mb():.0f} MiB")
+        pp.protect_file(photos["1 MP"])  # warm-up
+
+        # ------------------------------------------------------------------ folders (first: their peak RSS)
+        shared = sorted(p for p in SHARED.glob("*.jpg"))
+        for label, n, pool in (("shared JPEGs", args.n, shared), ("12-MP copies", args.n12, [photos["12 MP"]])):
+            if n <= 0 or not pool:
+                continue
+            src = tmp / f"in-{n}-{label[:2]}"
+            src.mkdir()
+            sources = []
+            for i in range(n):
+                dst = src / f"{i:03d}-{pool[i % len(pool)].name}"
+                shutil.copyfile(pool[i % len(pool)], dst)
+                sources.append(dst)
+            rate = folder_rate(pp, sources, tmp / "out-folder", pipelined=True)
+            rss = peak_rss_mb()
+            seq = folder_rate(pp, sources, tmp / "out-folder", pipelined=False)
+            print(f"folder of {n} {label}: pipelined {rate:.2f} photos/s, one at a time {seq:.2f} photos/s "
+                  f"({rate / seq:.2f}x); peak RSS after the pipelined run {rss:.0f} MiB")
+
+        # ------------------------------------------------------------------ per photo
+        rows: dict[str, dict[str, tuple[dict[str, float], int, str]]] = {}
+        rows["nullswap"] = {k: time_photo(pp, p, tmp / f"out-{p.name}", args.repeat) for k, p in photos.items()}
+        if args.refine:
+            ppr = PhotoProtector("nullswap", checkpoint=args.checkpoint, seed=0, device="cpu", detector=args.detector,
+                                 refine=args.refine)
+            ppr.protect_file(photos["1 MP"])
+            rows[f"nullswap refine {args.refine}"] = {k: time_photo(ppr, p, tmp / f"out-{p.name}", 1)
+                                                      for k, p in photos.items()}
+            del ppr
+        if not args.no_pgd:
+            ppg = PhotoProtector("pgd", strength="mid", seed=0, device="cpu", detector=args.detector)
+            ppg.protect_file(photos["1 MP"])
+            rows["pgd mid"] = {k: time_photo(ppg, p, tmp / f"out-{p.name}", 1) for k, p in photos.items()}
+        print(f"peak RSS at the end {peak_rss_mb():.0f} MiB")
+        print()
+        print("| photo | method | faces | status | total s | " + " | ".join(f"{s} ms" for s in SPLIT)
+              + " | vs nullswap |")
+        print("|---|---|---|---|---|" + "---|" * len(SPLIT) + "---|")
+        for photo in photos:
+            base = rows["nullswap"][photo][0]["total"]
+            for method, per in rows.items():
+                tm, faces, status = per[photo]
+                ratio = "" if method == "nullswap" else f"{tm['total'] / base:.1f}x"
+                print(f"| {photo} | {method} | {faces} | {status} | {tm['total']:.3f} | "
+                      + " | ".join(f"{tm[s] * 1e3:.0f}" if s in tm else "-" for s in SPLIT) + f" | {ratio} |")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

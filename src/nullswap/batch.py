@@ -25,7 +25,9 @@ import hashlib
 import json
 import logging
 import os
+import threading
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -166,8 +168,14 @@ def run_batch(
     report: bool = False,
     strip_gps: bool = True,
     on_done: Callable[[Outcome], None] | None = None,
+    prefetch: Callable[[Path], None] | None = None,
 ) -> list[Outcome]:
     """Protect every job's photo, never stopping on one photo's failure.
+
+    A folder is a pipeline: while the models work on one photo, ``prefetch`` decodes the next one and a writer
+    thread encodes the previous one's output (then its report and its manifest entry). Writing happens in job order
+    on one thread, so outputs, names, manifests, outcomes and ``on_done`` calls are those of a sequential run; at
+    most one finished photo waits to be written. An interrupt (Ctrl-C) lets the pending writes finish first.
 
     Args:
         jobs: from :func:`plan_outputs`.
@@ -175,34 +183,93 @@ def run_batch(
         settings: recorded in the manifest; a changed setting re-protects.
         report: write ``NAME.report.json`` beside each output.
         strip_gps: drop EXIF GPS from outputs (default; ``False`` keeps the location).
-        on_done: called after each photo (progress).
+        on_done: called after each photo (progress), from the writer thread.
+        prefetch: ``path -> None``, starts decoding the next photo to protect (e.g. :meth:`PhotoProtector.prefetch`).
     """
-    outcomes: list[Outcome] = []
     manifests: dict[Path, dict[str, Any]] = {}
-    for job in jobs:
-        folder = job.output.parent
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            o = Outcome(job.source, None, "failed", message=f"cannot create output folder {folder}: {e}")
-            outcomes.append(o)
-            if on_done:
-                on_done(o)
-            continue
-        man = manifests.setdefault(folder, _read_manifest(folder))
-        outcome = _one(job, man, protect_file, settings, report, strip_gps)
-        if outcome.status in WRITTEN and outcome.output is not None:
-            man[outcome.output.name] = {"source": str(job.source), "sha256": outcome.extra.get("sha256"),
-                                        "settings": settings, "faces": outcome.faces, "status": outcome.status,
-                                        "verdicts": [_compact(v) for v in outcome.verdicts]}
-            try:
-                _write_manifest(folder, man)
-            except OSError as e:
-                log.warning("could not write the manifest in %s: %s", folder, e)
-        outcomes.append(outcome)
+    lock = threading.Lock()  # the manifests: read by the main thread, updated by the writer
+
+    def finish(item: Outcome | tuple[_Todo, Any]) -> Outcome:
+        if isinstance(item, Outcome):
+            outcome = item
+        else:
+            todo, result = item
+            outcome = _write(todo, result, report, strip_gps)
+            if outcome.status in WRITTEN and outcome.output is not None:
+                with lock:
+                    todo.manifest[outcome.output.name] = {
+                        "source": str(todo.job.source), "sha256": todo.digest, "settings": settings,
+                        "faces": outcome.faces, "status": outcome.status,
+                        "verdicts": [_compact(v) for v in outcome.verdicts]}
+                    try:
+                        _write_manifest(todo.job.output.parent, todo.manifest)
+                    except OSError as e:
+                        log.warning("could not write the manifest in %s: %s", todo.job.output.parent, e)
         if on_done:
             on_done(outcome)
-    return outcomes
+        return outcome
+
+    futures: list[Future[Outcome]] = []
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="nullswap-write") as writer:
+        nxt = _prepare(jobs[0], manifests, settings, lock) if jobs else None
+        for i in range(len(jobs)):
+            cur = nxt
+            nxt = _prepare(jobs[i + 1], manifests, settings, lock) if i + 1 < len(jobs) else None
+            if prefetch is not None and isinstance(nxt, _Todo):
+                prefetch(nxt.job.source)
+            item: Outcome | tuple[_Todo, Any]
+            if isinstance(cur, _Todo):
+                try:
+                    item = (cur, protect_file(cur.job.source))
+                except NullswapError as e:
+                    item = Outcome(cur.job.source, None, "failed", message=str(e))
+                except (OSError, ValueError, RuntimeError) as e:  # unexpected: still never stop the batch
+                    log.exception("failed on %s", cur.job.source)
+                    item = Outcome(cur.job.source, None, "failed", message=f"{type(e).__name__}: {e}")
+            else:
+                item = cur  # failed or skipped before any work
+            while len(futures) > 1 and not futures[-2].done():  # at most one finished photo waits for the writer
+                futures[-2].result()
+            futures.append(writer.submit(finish, item))
+    return [f.result() for f in futures]
+
+
+@dataclass
+class _Todo:
+    """A photo that needs protecting: its job, its output folder's manifest and its sha256."""
+
+    job: Job
+    manifest: dict[str, Any]
+    digest: str
+
+
+def _prepare(job: Job, manifests: dict[Path, dict[str, Any]], settings: dict[str, Any],
+             lock: threading.Lock) -> Outcome | _Todo:
+    """Before the work: the output folder, the source's sha256, and whether it was done before (``skipped``)."""
+    folder = job.output.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        return Outcome(job.source, None, "failed", message=f"cannot create output folder {folder}: {e}")
+    with lock:
+        if folder not in manifests:
+            manifests[folder] = _read_manifest(folder)
+        man = manifests[folder]
+    try:
+        digest = sha256_of(job.source)
+    except OSError as e:
+        return Outcome(job.source, None, "failed", message=f"cannot read: {e}")
+    with lock:
+        entries = list(man.items())
+    for name, entry in entries:  # done before (possibly under a de-collided name)?
+        done = folder / name
+        if (entry.get("source") == str(job.source) and entry.get("sha256") == digest
+                and entry.get("settings") == settings and done.exists()):
+            return Outcome(job.source, done, "skipped", faces=int(entry.get("faces", 0)),
+                           message=f"done before ({entry.get('status', 'protected')})",
+                           verdicts=list(entry.get("verdicts", [])),
+                           extra={"previous_status": entry.get("status", "protected")})
+    return _Todo(job, man, digest)
 
 
 #: Statuses of a photo whose output was written by this run.
@@ -214,21 +281,13 @@ def _compact(v: dict[str, Any]) -> dict[str, Any]:
     return {k: v[k] for k in ("outcome", "summary", "strength", "box") if k in v}
 
 
-def _one(job: Job, man: dict[str, Any], protect_file: Callable[[Path], Any], settings: dict[str, Any], report: bool,
-         strip_gps: bool) -> Outcome:
-    try:
-        digest = sha256_of(job.source)
-    except OSError as e:
-        return Outcome(job.source, None, "failed", message=f"cannot read: {e}")
+def _write(todo: _Todo, result: Any, report: bool, strip_gps: bool) -> Outcome:
+    """Write a protected photo (and its report) under its output name, de-collided at write time."""
+    job = todo.job
+    if not result.faces:
+        return Outcome(job.source, None, "no-face", message="no face found: nothing to protect, no output written",
+                       report=result.report)
     output = job.output
-    for name, entry in man.items():  # done before (possibly under a de-collided name)?
-        done = output.parent / name
-        if (entry.get("source") == str(job.source) and entry.get("sha256") == digest
-                and entry.get("settings") == settings and done.exists()):
-            return Outcome(job.source, done, "skipped", faces=int(entry.get("faces", 0)),
-                           message=f"done before ({entry.get('status', 'protected')})",
-                           verdicts=list(entry.get("verdicts", [])),
-                           extra={"previous_status": entry.get("status", "protected")})
     if output.exists():
         k = 2
         stem = output.stem
@@ -236,16 +295,6 @@ def _one(job: Job, man: dict[str, Any], protect_file: Callable[[Path], Any], set
             output = output.with_name(f"{stem}-{k}{output.suffix}")
             k += 1
         log.warning("%s exists and was not written by this run's settings: writing %s", job.output, output.name)
-    try:
-        result = protect_file(job.source)
-    except NullswapError as e:
-        return Outcome(job.source, None, "failed", message=str(e))
-    except (OSError, ValueError, RuntimeError) as e:  # unexpected: still never stop the batch
-        log.exception("failed on %s", job.source)
-        return Outcome(job.source, None, "failed", message=f"{type(e).__name__}: {e}")
-    if not result.faces:
-        return Outcome(job.source, None, "no-face", message="no face found: nothing to protect, no output written",
-                       report=result.report)
     try:
         written = result.save(output, strip_gps=strip_gps)
     except (ImageWriteError, InputError, OSError) as e:
@@ -257,7 +306,7 @@ def _one(job: Job, man: dict[str, Any], protect_file: Callable[[Path], Any], set
             log.warning("could not write the report for %s: %s", written, e)
     verdicts = [{**f.verdict.to_dict(), "box": f.box} for f in result.faces if f.verdict is not None]
     return Outcome(job.source, written, result.status, faces=len(result.faces), report=result.report,
-                   extra={"sha256": digest}, verdicts=verdicts)
+                   extra={"sha256": todo.digest}, verdicts=verdicts)
 
 
 __all__ = ["MANIFEST", "STATUSES", "WRITTEN", "Job", "Outcome", "check_output_folders", "expand_inputs",

@@ -15,6 +15,8 @@ import io
 import json
 import logging
 import os
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +28,7 @@ from PIL import Image
 from nullswap.checks import check_image_batch
 from nullswap.errors import InputError, NullswapError, WeightsError, WeightsNotFoundError
 from nullswap.faces.alignment import align_faces
-from nullswap.faces.detection import FaceDetector, create_detector
+from nullswap.faces.detection import Detections, FaceDetector, create_detector
 from nullswap.faces.io import LoadedImage, read_image, to_uint8
 from nullswap.faces.pasteback import paste_back
 from nullswap.verdict import FaceVerdict, Verifier, choose_verifiers, optimised_recognizers, worst_outcome
@@ -42,6 +44,30 @@ CHECKPOINT_FORMATS: dict[str, str] = {"nullswap-generator": "nullswap", "idguard
 
 #: Methods that optimise each photo and take no checkpoint.
 PER_IMAGE_METHODS = ("pgd", "fgsm")
+
+#: The face detector ``nullswap protect`` uses unless told otherwise (``mtcnn`` and ``yunet`` stay selectable).
+DEFAULT_DETECTOR = "scrfd"
+
+#: Stages of :attr:`PhotoProtector.timings` (seconds of the last photo; ``decode`` runs on a worker thread).
+STAGES = ("decode", "preview", "detect", "align", "cloak", "paste", "verify")
+
+
+def physical_cores() -> int:
+    """Physical CPU cores this process may run on (hyper-threads counted once); at least 1.
+
+    Read from ``/sys/devices/system/cpu/cpuN/topology`` (Linux); elsewhere ``os.cpu_count()``.
+    """
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+    cores: set[str] = set()
+    for c in cpus:
+        try:
+            cores.add(Path(f"/sys/devices/system/cpu/cpu{c}/topology/thread_siblings_list").read_text().strip())
+        except OSError:
+            cores.add(str(c))
+    return max(1, len(cores))
 
 
 @dataclass
@@ -200,13 +226,16 @@ class PhotoProtector:
         recognizers: recognizers the per-image optimisers (pgd, fgsm) attack; default: their own defaults.
         report_recognizers: recognizers measured in the report; default: every offline recognizer whose weights are
             present and that has an LFW-calibrated threshold, plus the verifiers.
-        detector: ``mtcnn`` or ``yunet``.
+        detector: ``scrfd`` (default, :data:`DEFAULT_DETECTOR`: SCRFD-500M on a <= 640-px copy, which for a JPEG is
+            decoded in Pillow's draft mode), ``mtcnn`` or ``yunet``, or a built :class:`FaceDetector`.
         device: ``cpu`` / ``cuda`` / ``cuda:N``; default: CUDA when available.
         seed: makes stochastic protectors repeatable.
         batch_size: faces per protector call.
         verify: score every face with the verification set (:mod:`nullswap.verdict`).
         verifiers: the verification set; default: :func:`nullswap.verdict.choose_verifiers`.
         until_protected: redo a ``weak`` face at the next strength, up to ``high``; default: on for ``auto``.
+        refine: method ``nullswap`` only: ``K`` identity-targeted attack steps after the one pass, on the checkpoint's
+            training recognizers (:class:`~nullswap.protectors.nullswap.NullSwapProtector`); 0: the one pass alone.
 
     Raises:
         InputError: bad strength, device or method/checkpoint combination.
@@ -222,13 +251,14 @@ class PhotoProtector:
         strength: str = "mid",
         recognizers: list[str] | None = None,
         report_recognizers: list[str] | None = None,
-        detector: str | FaceDetector = "mtcnn",
+        detector: str | FaceDetector = DEFAULT_DETECTOR,
         device: str | torch.device | None = None,
         seed: int | None = None,
         batch_size: int = 8,
         verify: bool = True,
         verifiers: list[str] | None = None,
         until_protected: bool | None = None,
+        refine: int = 0,
     ) -> None:
         from nullswap.protectors import create_protector
 
@@ -246,6 +276,11 @@ class PhotoProtector:
         if recognizers and self.method not in PER_IMAGE_METHODS:
             log.warning("recognizers %s ignored: only pgd/fgsm take attack recognizers", recognizers)
             recognizers = None
+        if isinstance(refine, bool) or not isinstance(refine, int) or refine < 0:
+            raise InputError(f"refine: expected an int >= 0 (attack steps), got {refine!r}")
+        if refine and self.method != "nullswap":
+            raise InputError(f"refine: expected method nullswap (one pass plus K attack steps), got method "
+                             f"{self.method!r}")
         self.until_protected = (method == "auto") if until_protected is None else bool(until_protected)
         self.strength = strength
         self._kwargs: dict[str, Any] = {"device": self.device}
@@ -253,6 +288,8 @@ class PhotoProtector:
             self._kwargs["checkpoint"] = str(checkpoint)
         if recognizers:
             self._kwargs["recognizers"] = list(recognizers)
+        if refine:
+            self._kwargs["refine"] = refine
         self.protector = create_protector(self.method, strength=strength, **self._kwargs)
         self.protector.eval()
         self._protectors: dict[str, Any] = {strength: self.protector}
@@ -271,6 +308,12 @@ class PhotoProtector:
                          "recognizers": recognizers, "seed": seed, "detector": self.detector.name,
                          "verifiers": self.verifier.names if self.verifier else None,
                          "until_protected": self.until_protected}
+        if refine:  # only when used, so manifests written without it still match
+            self.settings["refine"] = refine
+        #: seconds per stage (:data:`STAGES`) of the last photo
+        self.timings: dict[str, float] = {}
+        self._io: ThreadPoolExecutor | None = None
+        self._pending: dict[Path, tuple[Future[Any], Future[Any]]] = {}
         self._report_names = report_recognizers
         self._report_models: dict[str, torch.nn.Module] | None = None
 
@@ -327,23 +370,40 @@ class PhotoProtector:
     # ------------------------------------------------------------------------------------------------- photos
     def protect_tensor(self, image: torch.Tensor, *, report: bool = False) -> ProtectedImage:
         """Protect a ``(3,H,W)`` RGB image in [0,1]; every face gets a verdict when verification is on."""
+        self.timings = {}
+        return self._protect(image, None, report)
+
+    def _protect(self, image: torch.Tensor, det: Detections | None, report: bool) -> ProtectedImage:
+        """Protect a photo; ``det``: its faces when already found (on a draft-mode copy), else detected here.
+
+        Every face of the photo is cloaked in one batch (up to ``batch_size`` faces per protector call).
+        """
+        tm = self.timings
         img = check_image_batch(image.unsqueeze(0) if image.ndim == 3 else image, "photo")
         if img.shape[0] != 1:
             raise InputError(f"photo: expected one image (3,H,W), got a batch of {img.shape[0]}")
         img = img[0].to(self.device)
-        det = self.detector.detect(img.cpu())[0]
+        if det is None:
+            t = time.perf_counter()
+            det = self.detector.detect(img.cpu())[0]
+            tm["detect"] = tm.get("detect", 0.0) + time.perf_counter() - t
         if len(det) == 0:
             log.info("no face found")
             return ProtectedImage(img.cpu(), [], None, self.method, dict(self.settings),
                                   {"faces": [], "note": "no face found: the photo is unchanged"} if report else None)
         lms = det.landmarks.to(self.device)
+        t = time.perf_counter()
         crops, M = align_faces(img, lms, self.template)
+        t1 = time.perf_counter()
         gen = torch.Generator(device=self.device).manual_seed(self.seed) if self.seed is not None else None
         n = crops.shape[0]
         strengths = [self.strength] * n
         tried = [[self.strength] for _ in range(n)]
         protected = self._cloak(crops, self.strength, gen)
+        t2 = time.perf_counter()
         result = paste_back(img, protected, M, self.template, original_crops=crops)
+        t3 = time.perf_counter()
+        tm.update(align=t1 - t, cloak=t2 - t1, paste=t3 - t2)
         verdicts: list[FaceVerdict | None] = [None] * n
         if self.verifier is not None:
             verdicts = list(self.verifier.verify(img, result, lms, strengths))
@@ -366,6 +426,7 @@ class PhotoProtector:
             for v, t in zip(verdicts, tried, strict=True):
                 if v is not None:
                     v.tried = t
+            tm["verify"] = time.perf_counter() - t3  # with the redone faces' cloak and paste (until-protected)
         faces = [FaceResult(b, lm, s, verdict=v) for b, lm, s, v in
                  zip(det.boxes.tolist(), det.landmarks.tolist(), det.scores.tolist(), verdicts, strict=True)]
         rep = None
@@ -373,10 +434,82 @@ class PhotoProtector:
             rep = self.report(img, result, lms, faces)
         return ProtectedImage(result.cpu(), faces, None, self.method, dict(self.settings), rep)
 
+    def prefetch(self, path: str | os.PathLike[str]) -> None:
+        """Start decoding a photo on a worker thread (a folder's next photo while the models work on this one)."""
+        key = Path(path)
+        if key in self._pending:
+            return
+        if self._io is None:
+            self._io = ThreadPoolExecutor(max_workers=2, thread_name_prefix="nullswap-decode")
+
+        def timed(fn: Any, *args: Any) -> tuple[Any, float]:
+            t = time.perf_counter()
+            return fn(*args), time.perf_counter() - t
+
+        preview = self._io.submit(timed, self._preview, key)
+        full = self._io.submit(timed, read_image, key)
+        self._pending[key] = (preview, full)
+
+    def _preview(self, path: Path) -> Any:
+        """A draft-mode copy of a JPEG for SCRFD's first pass (``None``: detect on the full decode)."""
+        from nullswap.faces.scrfd import SCRFDDetector
+
+        det = self.detector
+        if not isinstance(det, SCRFDDetector) or det.small_faces != "auto":
+            return None
+        from nullswap.faces.preview import jpeg_preview
+
+        return jpeg_preview(path, det.max_side)
+
+    def _detect_preview(self, preview: Any) -> Detections | None:
+        """SCRFD's first pass on a draft-mode copy, mapped to photo pixels.
+
+        ``None`` (detect on the full decode instead) unless the pass finds faces and none of them is small enough
+        to call for SCRFD's small-face passes or its half-scale pass: then the full-resolution detector would have
+        returned the same faces from the same first pass (on a copy decoded at the same scale).
+        """
+        from nullswap.faces.preview import to_photo_pixels
+        from nullswap.faces.scrfd import nms
+
+        det = self.detector
+        x = preview.tensor
+        s1 = min(1.0, det.max_side / max(x.shape[-2:]))
+        boxes, kps, scores = det._detect_window(x, s1, square=det.pad == "square")
+        keep = nms(boxes, scores, det.nms_threshold)
+        if keep.size == 0:
+            return None
+        b = boxes[keep]
+        if float(np.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]).min()) * s1 < det.small_face_trigger:
+            return None
+        return Detections(to_photo_pixels(torch.from_numpy(np.ascontiguousarray(b, np.float32)), preview.scale),
+                          to_photo_pixels(torch.from_numpy(np.ascontiguousarray(kps[keep], np.float32)),
+                                          preview.scale),
+                          torch.from_numpy(np.ascontiguousarray(scores[keep], np.float32)))
+
     def protect_file(self, path: str | os.PathLike[str], *, report: bool = False) -> ProtectedImage:
-        """Read, protect and return a photo (metadata kept for :meth:`ProtectedImage.save`)."""
-        loaded = read_image(path)
-        out = self.protect_tensor(loaded.tensor, report=report)
+        """Read, protect and return a photo (metadata kept for :meth:`ProtectedImage.save`).
+
+        The full decode runs on a worker thread (started earlier by :meth:`prefetch`, or now) while SCRFD looks for
+        the faces on a draft-mode copy (JPEG); without usable faces there, detection runs on the full decode.
+        """
+        self.timings = tm = {}
+        self.prefetch(path)
+        preview_f, full_f = self._pending.pop(Path(path))
+        det = None
+        try:
+            preview, tm["preview"] = preview_f.result()
+        except Exception as e:  # noqa: BLE001 - the preview is an optimisation: the full decode decides
+            log.debug("draft preview of %s failed (%s): detecting on the full decode", path, e)
+            preview = None
+        if preview is not None:
+            t = time.perf_counter()
+            det = self._detect_preview(preview)
+            tm["detect"] = time.perf_counter() - t
+        loaded, tm["decode"] = full_f.result()  # raises ImageReadError as read_image does
+        if det is not None and tuple(loaded.tensor.shape[1:]) != preview.size:
+            log.warning("draft copy of %s does not match its full decode: detecting on the full decode", path)
+            det = None
+        out = self._protect(loaded.tensor, det, report)
         out.source = loaded
         if out.report is not None:
             out.report["source"] = str(path)
@@ -462,6 +595,6 @@ def protect(
     return p.protect_file(image_or_path, report=report)
 
 
-__all__ = ["CHECKPOINT_FORMATS", "METHODS", "STRENGTHS", "FaceResult", "NullswapError", "PhotoProtector",
-           "ProtectedImage", "checkpoint_method", "default_method", "jpeg_roundtrip", "packaged_checkpoint",
-           "protect", "resolve_device"]
+__all__ = ["CHECKPOINT_FORMATS", "DEFAULT_DETECTOR", "METHODS", "STAGES", "STRENGTHS", "FaceResult", "NullswapError",
+           "PhotoProtector", "ProtectedImage", "checkpoint_method", "default_method", "jpeg_roundtrip",
+           "packaged_checkpoint", "physical_cores", "protect", "resolve_device"]

@@ -40,7 +40,8 @@ def _progress() -> Progress:
 def verify_cmd(
     lfw: Annotated[Path, typer.Option("--lfw", help="LFW root (images/<Name>/..., meta/pairs.txt).")],
     models: Annotated[str | None, typer.Option(help="Comma-separated recognizers (default: all offline).")] = None,
-    detector: Annotated[str, typer.Option(help="Landmark detector: mtcnn or yunet.")] = "mtcnn",
+    detector: Annotated[str, typer.Option(help="Landmark detector: mtcnn, yunet or scrfd (the thresholds "
+                                       "in thresholds.json were calibrated with mtcnn).")] = "mtcnn",
     limit: Annotated[int | None, typer.Option(help="Only the first N matched + N mismatched pairs per fold.")] = None,
     batch_size: Annotated[int, typer.Option(help="Faces per forward pass.")] = 32,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
