@@ -116,7 +116,7 @@ def test_evaluate_cli_manipulation_protocol_with_shipped_surrogate(shared, tmp_p
         "--attack-recognizers", "mobilefacenet-casia", "--protocol", "manipulation", "--out", str(tmp_path / "m")])
     assert r.exit_code == 0, r.output
     recs = json.loads((tmp_path / "m" / "results.json").read_text())["records"]
-    assert {x["protocol"] for x in recs} == {"manipulation"}
+    assert {x["protocol"] for x in recs} == {"manipulation", "cost"}  # cost: protect seconds per crop
     l2 = {x["protector"]: x["value"] for x in recs if x["metric"] == "l2_disruption"}
     assert l2["clean"] == pytest.approx(0.0, abs=1e-7) and l2["fgsm"] > 0  # G(x') differs from G(x)
     assert "## manipulation" in (tmp_path / "m" / "tables.md").read_text()

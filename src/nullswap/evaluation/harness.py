@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import platform
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -230,6 +231,7 @@ def evaluate(
         prot.to(device).eval()
         g = torch.Generator(device=device).manual_seed(seed)
         outs = []
+        t_prot = time.perf_counter()
         for i in range(0, clean.shape[0], batch_size):
             outs.append(prot.protect(clean[i : i + batch_size].to(device), generator=g).detach().cpu())
             if progress is not None:
@@ -237,6 +239,9 @@ def evaluate(
         protected = torch.cat(outs).clamp(0, 1)
         kept[pname] = protected if keep_protected else protected[:8]
         common = {"data": data.name, "protector": pname}
+        # wall-clock protect time per crop on this machine (batches of ``batch_size``; includes nothing else)
+        rs.add(protocol="cost", metric="seconds_per_crop",
+               value=(time.perf_counter() - t_prot) / max(len(protected), 1), n=len(protected), **common)
         if "quality" in protocols:
             n = len(protected)
             rs.add(protocol="quality", metric="psnr", value=psnr(protected, clean).mean(), n=n, **common)

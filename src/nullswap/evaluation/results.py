@@ -125,6 +125,10 @@ def render_tables(rs: ResultSet) -> dict[str, str]:
         prots, metrics, cells = pivot(q, "protector", "metric")
         out["quality"] = markdown_table(["protector", *metrics],
                                         [[p, *(_fmt(cells.get((p, m))) for m in metrics)] for p in prots])
+    cost = [r for r in rs.records if r.protocol == "cost"]
+    if cost:
+        out["cost"] = markdown_table(["protector", "seconds per crop (this machine)"],
+                                     [[r.protector, _fmt(r.value, 4)] for r in cost])
     ident = [r for r in rs.records if r.protocol == "identification" and r.metric in ("top1", "top5")]
     if ident:
         prots = list(dict.fromkeys(r.protector for r in ident))
