@@ -215,3 +215,14 @@ def test_stronger_pgd_reuses_the_loaded_recognizers(shared):
     hi = pp.protector_at("high")
     assert hi.ensemble is pp.protector.ensemble and hi.eps == pytest.approx(16 / 255) and hi.steps == 100
     assert pp.protector_at("high") is hi
+
+
+@pytest.mark.shared
+def test_report_says_how_often_the_inference_guard_rescaled(photos_dir):
+    from nullswap.protection import PhotoProtector
+
+    pp = PhotoProtector("nullswap", strength="high", seed=0, verify=False)
+    res = pp.protect_file(photos_dir / "obama1.jpg", report=True)
+    g = res.report["psnr_guard"]
+    assert g["crops"] == len(res.faces) >= 1 and 0 <= g["rescaled"] <= g["crops"]
+    assert 0 < g["min_scale"] <= 1 and g["floor_db"] == pp.protector_at("high").psnr_floor

@@ -297,6 +297,7 @@ class PhotoProtector:
         self.detector = create_detector(detector) if isinstance(detector, str) else detector
         self.seed = seed
         self.batch_size = batch_size
+        self._guard_log: dict[str, float] = {"floor_db": 0.0, "crops": 0, "rescaled": 0, "min_scale": 1.0}
         ckpt_for_meta = checkpoint if checkpoint is not None else (
             packaged_checkpoint() if self.method == "nullswap" else None)
         self.seen = optimised_recognizers(self.protector, ckpt_for_meta)
@@ -338,6 +339,13 @@ class PhotoProtector:
         with torch.no_grad():
             for i in range(0, crops.shape[0], self.batch_size):
                 outs.append(prot.protect(crops[i: i + self.batch_size], generator=gen))
+                stats = getattr(prot, "guard_stats", None)  # NullSwap's inference PSNR-floor guard, if any
+                if stats is not None and getattr(prot, "psnr_floor", None) is not None:
+                    g = self._guard_log
+                    g["floor_db"] = float(prot.psnr_floor)
+                    g["crops"] += int(stats["crops"])
+                    g["rescaled"] += int(stats["rescaled"])
+                    g["min_scale"] = min(float(g["min_scale"]), float(stats["min_scale"]))
         return torch.cat(outs).clamp(0, 1)
 
     # ------------------------------------------------------------------------------------------------- reports
@@ -394,6 +402,7 @@ class PhotoProtector:
         lms = det.landmarks.to(self.device)
         t = time.perf_counter()
         crops, M = align_faces(img, lms, self.template)
+        self._guard_log = {"floor_db": 0.0, "crops": 0, "rescaled": 0, "min_scale": 1.0}
         t1 = time.perf_counter()
         gen = torch.Generator(device=self.device).manual_seed(self.seed) if self.seed is not None else None
         n = crops.shape[0]
@@ -432,6 +441,10 @@ class PhotoProtector:
         rep = None
         if report:
             rep = self.report(img, result, lms, faces)
+            if self._guard_log["crops"]:
+                # the guard is applied at inference only: say how often it changed the model's raw output
+                rep["psnr_guard"] = {**self._guard_log, "note": "crops whose change was scaled down to keep the "
+                                     "crop PSNR >= floor_db (not part of the model's raw numbers)"}
         return ProtectedImage(result.cpu(), faces, None, self.method, dict(self.settings), rep)
 
     def prefetch(self, path: str | os.PathLike[str]) -> None:
