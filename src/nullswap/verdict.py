@@ -18,12 +18,21 @@ Each verifier is marked ``seen`` (the method optimised against it, so fooling it
 The verdict uses the ``best`` (accuracy-maximising) threshold; the report also lists the ``far_1e-02`` and
 ``far_1e-03`` operating points. A face's outcome: ``protected`` (every calibrated verifier fooled), ``partial``
 (some), ``weak`` (none). A photo's status is its worst face's outcome.
+
+Cost (issue 14): the faces are aligned once per template (every default verifier uses ``arcface-112``) without a
+range scan of the whole photo, and each verifier embeds the clean and the protected crops of all faces in one batched
+forward under :func:`torch.inference_mode`. A :class:`VerifyCache` keeps the clean embeddings of a photo, and the
+protected embedding of every face whose crop did not change, across the re-verifications of ``until_protected``.
+Loaded verifiers are shared by every :class:`Verifier` of the process (:func:`load_verifier_model`). The batched
+cosines equal the one-face-at-a-time ones (:meth:`Verifier.cosines_per_face`) to 1e-5
+(``tests/test_verdict_speed.py``).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -158,8 +167,12 @@ class VerifierScore:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
-        return {"seen": self.seen, "cosine": self.cosine, "thresholds": dict(self.thresholds),
-                "fooled": {lv: self.fooled_at(lv) for lv in self.thresholds}}
+        return {
+            "seen": self.seen,
+            "cosine": self.cosine,
+            "thresholds": dict(self.thresholds),
+            "fooled": {lv: self.fooled_at(lv) for lv in self.thresholds},
+        }
 
 
 def face_outcome(fooled: Sequence[bool | None]) -> str:
@@ -211,9 +224,84 @@ class FaceVerdict:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form (what reports, summaries and the manifest store)."""
-        return {"outcome": self.outcome, "summary": self.describe(), "strength": self.strength,
-                "strengths_tried": list(self.tried), "level": VERDICT_LEVEL,
-                "verifiers": {s.name: s.to_dict() for s in self.scores}}
+        return {
+            "outcome": self.outcome,
+            "summary": self.describe(),
+            "strength": self.strength,
+            "strengths_tried": list(self.tried),
+            "level": VERDICT_LEVEL,
+            "verifiers": {s.name: s.to_dict() for s in self.scores},
+        }
+
+
+#: Loaded verifiers shared by every :class:`Verifier` of the process, keyed by ``(name, device)``.
+_MODELS: dict[tuple[str, str], torch.nn.Module] = {}
+_MODELS_LOCK = threading.Lock()
+
+
+def load_verifier_model(name: str, device: torch.device | str = "cpu") -> torch.nn.Module:
+    """A recognizer in eval mode, loaded once per process and device (verifiers only read it).
+
+    Raises:
+        WeightsNotFoundError: its weights are missing.
+        UnknownModelError: unknown recognizer name.
+    """
+    from nullswap.recognizers import create_recognizer
+
+    key = (name, str(torch.device(device)))
+    with _MODELS_LOCK:
+        model = _MODELS.get(key)
+        if model is None:
+            model = create_recognizer(name, device=device).eval()
+            _MODELS[key] = model
+    return model
+
+
+def clear_model_cache() -> None:
+    """Forget the process-wide verifier models (the next :class:`Verifier` loads them again)."""
+    with _MODELS_LOCK:
+        _MODELS.clear()
+
+
+@dataclass
+class VerifyCache:
+    """What a photo's re-verification reuses (``until_protected``): pass the same object for the same clean photo.
+
+    Attributes:
+        landmarks: the faces the cache holds (a different set resets it).
+        clean: ``{verifier: (N, D)}`` embeddings of the clean faces.
+        crops: ``{template: (N, 3, h, w)}`` the protected crops last embedded.
+        protected: ``{verifier: (N, D)}`` their embeddings.
+    """
+
+    landmarks: torch.Tensor | None = None
+    clean: dict[str, torch.Tensor] = field(default_factory=dict)
+    crops: dict[str, torch.Tensor] = field(default_factory=dict)
+    protected: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def use_for(self, landmarks: torch.Tensor) -> None:
+        """Reset the cache unless it holds exactly these faces."""
+        lm = landmarks.detach()
+        if self.landmarks is None or self.landmarks.shape != lm.shape or not torch.equal(self.landmarks, lm):
+            self.landmarks = lm.clone()
+            self.clean.clear()
+            self.crops.clear()
+            self.protected.clear()
+
+
+def _align(image: torch.Tensor, landmarks: torch.Tensor, template: str) -> torch.Tensor:
+    """The crops :func:`~nullswap.faces.alignment.align_faces` returns, without its range scan of the whole photo."""
+    from nullswap.faces.alignment import alignment_matrices, warp_affine
+    from nullswap.faces.templates import get_template
+
+    img = image.unsqueeze(0) if image.ndim == 3 else image
+    if img.ndim != 4 or img.shape[0] != 1 or img.shape[1] != 3:
+        raise InputError(f"verify: expected one (3,H,W) photo, got shape {tuple(image.shape)}")
+    t = get_template(template)
+    M = alignment_matrices(landmarks.to(img.device), t)
+    if M.shape[0] == 0:
+        return img.new_zeros(0, 3, *t.size)
+    return warp_affine(img.expand(M.shape[0], -1, -1, -1), M, t.size)
 
 
 class Verifier:
@@ -232,34 +320,42 @@ class Verifier:
         UnknownModelError: unknown recognizer name.
     """
 
-    def __init__(self, names: Sequence[str], seen: Iterable[str] | None, device: torch.device | str = "cpu",
-                 *, strict: bool = True) -> None:
-        from nullswap.recognizers import create_recognizer
-
+    def __init__(
+        self,
+        names: Sequence[str],
+        seen: Iterable[str] | None,
+        device: torch.device | str = "cpu",
+        *,
+        strict: bool = True,
+    ) -> None:
         self.seen: set[str] | None = None if seen is None else set(seen)
         self.models: dict[str, torch.nn.Module] = {}
         self.thresholds: dict[str, dict[str, float | None]] = {}
         missing: list[str] = []
         for n in names:
             try:
-                m = create_recognizer(n, device=device)
+                m = load_verifier_model(n, device)
             except WeightsNotFoundError as e:
                 if strict:
                     raise
                 log.warning("verifier %s skipped: %s", n, e)
                 missing.append(str(e))
                 continue
-            self.models[n] = m.eval()
+            self.models[n] = m
             self.thresholds[n] = thresholds_of(n)
         uncalibrated = [n for n, t in self.thresholds.items() if t.get(VERDICT_LEVEL) is None]
         for n in uncalibrated:
             log.warning("verifier %s has no LFW-calibrated threshold: reported, not counted in the verdict", n)
         if not self.models:
-            raise WeightsNotFoundError(f"verifiers: expected at least one loadable recognizer of {list(names)}, got "
-                                       f"none ({'; '.join(missing)})")
+            raise WeightsNotFoundError(
+                f"verifiers: expected at least one loadable recognizer of {list(names)}, got "
+                f"none ({'; '.join(missing)})"
+            )
         if len(uncalibrated) == len(self.models):
-            raise InputError(f"verifiers: expected at least one recognizer with a calibrated threshold, got only "
-                             f"{uncalibrated} (calibrated: {', '.join(calibrated_recognizers())})")
+            raise InputError(
+                f"verifiers: expected at least one recognizer with a calibrated threshold, got only "
+                f"{uncalibrated} (calibrated: {', '.join(calibrated_recognizers())})"
+            )
 
     @property
     def names(self) -> list[str]:
@@ -274,34 +370,112 @@ class Verifier:
         """``{name: {"seen", "thresholds"}}`` for reports and summaries."""
         return {n: {"seen": self.is_seen(n), "thresholds": dict(self.thresholds[n])} for n in self.models}
 
-    @torch.no_grad()
-    def cosines(self, clean: torch.Tensor, protected: torch.Tensor, landmarks: torch.Tensor) -> dict[str, list[float]]:
-        """``{verifier: [cosine per face]}`` between the clean and protected photo's faces."""
+    @torch.inference_mode()
+    def cosines(
+        self, clean: torch.Tensor, protected: torch.Tensor, landmarks: torch.Tensor, *, cache: VerifyCache | None = None
+    ) -> dict[str, list[float]]:
+        """``{verifier: [cosine per face]}`` between the clean and protected photo's faces.
+
+        One alignment per template and one forward per verifier (clean and protected crops of every face in one
+        batch). With ``cache`` (same clean photo, same ``landmarks``) the clean embeddings are computed once, and a
+        face whose protected crop is unchanged since the cache's last call keeps its embedding.
+        """
+        n = int(landmarks.shape[0])
+        if cache is None:
+            cache = VerifyCache()
+        cache.use_for(landmarks)
+        by_template: dict[str, list[str]] = {}
+        for name, rec in self.models.items():
+            by_template.setdefault(str(rec.template), []).append(name)
+        out: dict[str, list[float]] = {}
+        for template, names in by_template.items():
+            pc = _align(protected, landmarks, template)
+            old = cache.crops.get(template)
+            if old is not None and old.shape == pc.shape and all(n_ in cache.protected for n_ in names):
+                todo = [i for i in range(n) if not torch.equal(old[i], pc[i])]
+            else:
+                todo = list(range(n))
+            need_clean = [n_ for n_ in names if n_ not in cache.clean]
+            cc = _align(clean, landmarks, template) if need_clean else None
+            for name in names:
+                rec = self.models[name]
+                parts = ([cc] if name in need_clean else []) + ([pc[todo]] if todo else [])
+                if parts:
+                    emb = rec(torch.cat(parts) if len(parts) > 1 else parts[0]).float()
+                    if name in need_clean:
+                        cache.clean[name], emb = emb[:n], emb[n:]
+                    if todo:
+                        prev = cache.protected.get(name)
+                        full = prev.clone() if prev is not None and len(todo) < n else emb.new_empty(n, emb.shape[1])
+                        full[todo] = emb
+                        cache.protected[name] = full
+                cos = torch.nn.functional.cosine_similarity(cache.clean[name], cache.protected[name], dim=1)
+                out[name] = [float(c) for c in cos.cpu()]
+            cache.crops[template] = pc
+        return out
+
+    @torch.inference_mode()
+    def cosines_per_face(
+        self, clean: torch.Tensor, protected: torch.Tensor, landmarks: torch.Tensor
+    ) -> dict[str, list[float]]:
+        """The reference for :meth:`cosines`: each face aligned and embedded on its own, clean and protected apart."""
         from nullswap.faces.alignment import align_faces
 
         out: dict[str, list[float]] = {}
         for name, rec in self.models.items():
-            a, _ = align_faces(clean, landmarks, rec.template)
-            b, _ = align_faces(protected, landmarks, rec.template)
-            ea, eb = rec(a), rec(b)
-            cos = torch.nn.functional.cosine_similarity(ea.float(), eb.float(), dim=1)
-            out[name] = [float(c) for c in cos.cpu()]
+            vals = []
+            for i in range(int(landmarks.shape[0])):
+                a, _ = align_faces(clean, landmarks[i : i + 1], rec.template)
+                b, _ = align_faces(protected, landmarks[i : i + 1], rec.template)
+                vals.append(float(torch.nn.functional.cosine_similarity(rec(a).float(), rec(b).float(), dim=1)[0]))
+            out[name] = vals
         return out
 
-    def verify(self, clean: torch.Tensor, protected: torch.Tensor, landmarks: torch.Tensor,
-               strengths: Sequence[str | None] | None = None) -> list[FaceVerdict]:
-        """One :class:`FaceVerdict` per face of ``landmarks`` (``(N,5,2)`` in photo pixels)."""
-        cos = self.cosines(clean, protected, landmarks)
+    def verify(
+        self,
+        clean: torch.Tensor,
+        protected: torch.Tensor,
+        landmarks: torch.Tensor,
+        strengths: Sequence[str | None] | None = None,
+        *,
+        cache: VerifyCache | None = None,
+    ) -> list[FaceVerdict]:
+        """One :class:`FaceVerdict` per face of ``landmarks`` (``(N,5,2)`` in photo pixels).
+
+        ``protected`` should be the pixels a reader of the written file gets back (see
+        :func:`nullswap.written.written_pixels`); ``cache``: see :meth:`cosines`.
+        """
+        cos = self.cosines(clean, protected, landmarks, cache=cache)
         n = int(landmarks.shape[0])
         verdicts = []
         for i in range(n):
-            scores = [VerifierScore(name, self.is_seen(name), cos[name][i], dict(self.thresholds[name]))
-                      for name in self.models]
+            scores = [
+                VerifierScore(name, self.is_seen(name), cos[name][i], dict(self.thresholds[name]))
+                for name in self.models
+            ]
             s = strengths[i] if strengths is not None else None
             verdicts.append(FaceVerdict(face_outcome([sc.fooled for sc in scores]), scores, s))
         return verdicts
 
 
-__all__ = ["ARCFACE", "DEFAULT_UNSEEN", "DISPLAY_NAMES", "OUTCOMES", "VERDICT_LEVEL", "FaceVerdict", "Verifier",
-           "VerifierScore", "calibrated_recognizers", "choose_verifiers", "display_name", "face_outcome",
-           "optimised_recognizers", "read_checkpoint_meta", "thresholds_of", "worst_outcome"]
+__all__ = [
+    "ARCFACE",
+    "DEFAULT_UNSEEN",
+    "DISPLAY_NAMES",
+    "OUTCOMES",
+    "VERDICT_LEVEL",
+    "FaceVerdict",
+    "Verifier",
+    "VerifierScore",
+    "VerifyCache",
+    "calibrated_recognizers",
+    "choose_verifiers",
+    "clear_model_cache",
+    "display_name",
+    "face_outcome",
+    "load_verifier_model",
+    "optimised_recognizers",
+    "read_checkpoint_meta",
+    "thresholds_of",
+    "worst_outcome",
+]
