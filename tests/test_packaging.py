@@ -70,7 +70,7 @@ try:
 except ImportError:
     pass
 import nullswap, nullswap.protection, nullswap.batch, nullswap.verdict, nullswap.cli.main, nullswap.cli.protect
-import nullswap.metrics, nullswap.evaluation, nullswap.train, nullswap.recipes, nullswap.perceptual
+import nullswap.metrics, nullswap.evaluation, nullswap.train, nullswap.recipes, nullswap.metrics.perceptual
 import nullswap.protectors.zoo, nullswap.recognizers.zoo, nullswap.manipulators.zoo
 from nullswap.protectors import create_protector
 create_protector("nullswap")

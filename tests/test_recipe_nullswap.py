@@ -130,7 +130,7 @@ def test_discriminator_step_without_discriminator():
 
 
 def test_from_config_and_create_recipe(monkeypatch):
-    import nullswap.perceptual
+    import nullswap.metrics.perceptual
     import nullswap.recipes.nullswap as mod
 
     def fake_ensemble(names, source_template, weights_dir=None):
@@ -138,7 +138,7 @@ def test_from_config_and_create_recipe(monkeypatch):
         return RecognizerEnsemble([TinyRecognizer(1), TinyRecognizer(2)], source_template=source_template)
 
     monkeypatch.setattr(mod, "RecognizerEnsemble", fake_ensemble)
-    monkeypatch.setattr(nullswap.perceptual, "create_perceptual", lambda name="auto": L1Perceptual())
+    monkeypatch.setattr(nullswap.metrics.perceptual, "create_perceptual", lambda name="auto": L1Perceptual())
     cfg = {"model": MODEL, "loss": {"strategy": "average"}, "recognizers": ["a", "b"], "perceptual": "auto"}
     r = create_recipe("nullswap", cfg)
     assert isinstance(r, NullSwapRecipe) and r.criterion.aggregator.strategy == "average"

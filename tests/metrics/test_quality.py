@@ -18,7 +18,7 @@ from nullswap.metrics import (
     psnr,
     ssim,
 )
-from nullswap.perceptual import create_perceptual
+from nullswap.metrics.perceptual import create_perceptual
 
 
 def _smooth(b, h=40, w=48, seed=0):

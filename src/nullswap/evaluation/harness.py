@@ -15,7 +15,7 @@ Protocols (NullSwap Sec. 4; ARS Sec. 5):
   (:func:`~nullswap.metrics.identity.dodging_success_rate`). Those papers' published thresholds belong to other
   networks; ours are re-calibrated on LFW for each recognizer ("re-thresholded").
 - ``robustness`` (ARS Table 6 style): the protected probes go through each perturbation of
-  :mod:`nullswap.robustness` at each of its 5 levels, then identification and cosine are measured again.
+  :mod:`nullswap.evaluation.perturbations` at each of its 5 levels, then identification and cosine are measured again.
 - ``swap`` (NullSwap Table 3; ID-Guard/ARS disruption metrics): needs a face-swap model from
   :mod:`nullswap.manipulators`.
 
@@ -171,7 +171,7 @@ def evaluate(
         batch_size: crops per protector / swapper call.
         seed: seed of stochastic protectors and perturbations.
         device: where protectors, recognizers and the swapper run.
-        perceptual: perceptual metric of the quality protocol (:func:`nullswap.perceptual.create_perceptual`).
+        perceptual: perceptual metric of the quality protocol (:func:`nullswap.metrics.perceptual.create_perceptual`).
         progress: ``progress(protector, done, total)`` callback.
         keep_protected: return all protected crops instead of the first 8.
         swapper: the face-swap model of the ``swap`` protocol (:mod:`nullswap.manipulators`; its template must be
@@ -219,7 +219,7 @@ def evaluate(
                          "machine": platform.machine(), "seed": seed})
     pmodel = None
     if "quality" in protocols:
-        from nullswap.perceptual import create_perceptual
+        from nullswap.metrics.perceptual import create_perceptual
 
         pmodel = create_perceptual(perceptual).to(device)
         rs.meta["perceptual"] = pmodel.name
@@ -258,7 +258,7 @@ def evaluate(
         if "identification" in protocols:
             variants.append(("identification", "", protected))
         if "robustness" in protocols:
-            from nullswap.robustness import PERTURBATIONS, apply_perturbation
+            from nullswap.evaluation.perturbations import PERTURBATIONS, apply_perturbation
 
             for spec in perturbations or PERTURBATIONS:
                 name, _, val = spec.partition("@")  # "jpeg" = its 5 levels; "jpeg@75" = that value only

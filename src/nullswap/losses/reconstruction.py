@@ -40,7 +40,8 @@ def perceptual_loss(perceptual: nn.Module, clean: torch.Tensor, protected: torch
     """Eq. 9, ``L_LPIPS = sum_l ||phi_l(I_s) - phi_l(I'_s)||_2^2``, via an injected perceptual distance.
 
     Args:
-        perceptual: a module ``(x, y) -> (B,)`` on [0,1] images (e.g. :func:`nullswap.perceptual.create_perceptual`).
+        perceptual: a module ``(x, y) -> (B,)`` on [0,1] images (e.g.
+            :func:`nullswap.metrics.perceptual.create_perceptual`).
         clean: ``I_s``.
         protected: ``I'_s`` (gradients flow to it).
 

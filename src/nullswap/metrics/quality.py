@@ -15,7 +15,7 @@ from torchmetrics.functional.image import peak_signal_noise_ratio, structural_si
 from nullswap.checks import check_image_batch, check_same_shape
 from nullswap.errors import InputError
 from nullswap.metrics._base import _MeanMetric
-from nullswap.perceptual import PerceptualDistance, PerceptualName, create_perceptual
+from nullswap.metrics.perceptual import PerceptualDistance, PerceptualName, create_perceptual
 
 __all__ = [
     "L2Distance",
@@ -109,7 +109,7 @@ def perceptual_distance(x: torch.Tensor, y: torch.Tensor, model: PerceptualDista
     Args:
         x: ``(B, 3, H, W)`` in ``[0, 1]``.
         y: same shape.
-        model: from :func:`nullswap.perceptual.create_perceptual`.
+        model: from :func:`nullswap.metrics.perceptual.create_perceptual`.
     """
     _check_pair(x, y)
     return model(x, y)
@@ -159,7 +159,7 @@ class PerceptualMetric(_MeanMetric):
     """Mean over images of :func:`perceptual_distance` (the LPIPS column of NullSwap Table 1).
 
     Attributes:
-        model: the :class:`~nullswap.perceptual.PerceptualDistance` used.
+        model: the :class:`~nullswap.metrics.perceptual.PerceptualDistance` used.
         metric_name: ``model.name`` (``"lpips-alex"`` or ``"stlpips-alex"``); report it with the value.
     """
 
@@ -168,7 +168,7 @@ class PerceptualMetric(_MeanMetric):
     def __init__(
         self, model: PerceptualDistance | None = None, name: PerceptualName = "auto", **kwargs: object
     ) -> None:
-        """Use ``model``, or build one with :func:`~nullswap.perceptual.create_perceptual` ``(name)``."""
+        """Use ``model``, or build one with :func:`~nullswap.metrics.perceptual.create_perceptual` ``(name)``."""
         super().__init__(**kwargs)
         self.model = model if model is not None else create_perceptual(name)
 

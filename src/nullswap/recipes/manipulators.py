@@ -137,7 +137,7 @@ class AutoencoderRecipe(_Base):
         loss_cfg = dict(cfg.get("loss") or {})
         perceptual = None
         if float(loss_cfg.get("lambda_perceptual", 0.0)) > 0:
-            from nullswap.perceptual import create_perceptual
+            from nullswap.metrics.perceptual import create_perceptual
 
             perceptual = create_perceptual(cfg.get("perceptual", "auto"))
         return cls(model_cfg, loss_cfg, _ensemble(cfg, template), perceptual)

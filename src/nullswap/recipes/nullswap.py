@@ -102,7 +102,7 @@ class NullSwapRecipe(nn.Module):
         Raises:
             InputError: no recognizers, or a data template whose size is not ``model.image_size``.
         """
-        from nullswap.perceptual import create_perceptual
+        from nullswap.metrics.perceptual import create_perceptual
 
         model_cfg = dict(cfg.get("model") or {})
         size = NullSwapConfig.from_dict(model_cfg).image_size

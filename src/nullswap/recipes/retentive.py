@@ -205,7 +205,7 @@ class RetentiveRecipe(DefenseRecipe):
     @classmethod
     def from_config(cls, cfg: dict[str, Any], weights_dir: str | None = None) -> RetentiveRecipe:
         """Build from a training config: ``model``, ``loss``, ``manipulator``, ``recognizers``, ``perceptual``."""
-        from nullswap.perceptual import create_perceptual
+        from nullswap.metrics.perceptual import create_perceptual
 
         model_cfg = dict(cfg.get("model") or {})
         size = config_from_dict(RetentiveConfig, model_cfg, "retentive model").image_size

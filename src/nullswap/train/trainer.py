@@ -325,9 +325,9 @@ class Trainer:
         cosine(clean, protected) and the share of faces below its LFW-calibrated threshold, also after a real JPEG
         q75 round trip of the protected crops (``val/jpeg75/...``).
         """
+        from nullswap.evaluation.perturbations import apply_perturbation
         from nullswap.metrics.quality import psnr
         from nullswap.recognizers.thresholds import verification_thresholds
-        from nullswap.robustness import apply_perturbation
 
         gen = recipe.generator
         was_training = gen.training

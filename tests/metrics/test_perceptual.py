@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 from nullswap.errors import InputError, WeightsError, WeightsNotFoundError
-from nullswap.perceptual import (
+from nullswap.metrics.perceptual import (
     ALEXNET_FILENAME,
     LPIPS_LIN_FILENAME,
     PerceptualDistance,
@@ -135,7 +135,7 @@ def test_lpips_missing_weights_message(tmp_path):
 
 def test_create_lpips_explicit_without_weights_raises(monkeypatch, tmp_path):
     monkeypatch.setenv("NULLSWAP_WEIGHTS", str(tmp_path))
-    monkeypatch.setattr("nullswap.perceptual.find_lpips_weights", lambda: (None, None))
+    monkeypatch.setattr("nullswap.metrics.perceptual.find_lpips_weights", lambda: (None, None))
     with pytest.raises(WeightsNotFoundError, match="alexnet-owt-7be5be79.pth"):
         create_perceptual("lpips-alex")
 
@@ -143,14 +143,14 @@ def test_create_lpips_explicit_without_weights_raises(monkeypatch, tmp_path):
 def test_auto_prefers_lpips_when_found(monkeypatch, tmp_path, caplog):
     _fake_lpips_files(tmp_path)
     monkeypatch.setenv("NULLSWAP_WEIGHTS", str(tmp_path))
-    with caplog.at_level(logging.INFO, logger="nullswap.perceptual"):
+    with caplog.at_level(logging.INFO, logger="nullswap.metrics.perceptual"):
         m = create_perceptual("auto")
     assert m.name == "lpips-alex" and "LPIPS" in caplog.text
 
 
 def test_auto_falls_back_to_stlpips(monkeypatch, caplog):
-    monkeypatch.setattr("nullswap.perceptual.find_lpips_weights", lambda: (None, None))
-    with caplog.at_level(logging.INFO, logger="nullswap.perceptual"):
+    monkeypatch.setattr("nullswap.metrics.perceptual.find_lpips_weights", lambda: (None, None))
+    with caplog.at_level(logging.INFO, logger="nullswap.metrics.perceptual"):
         m = create_perceptual("auto")
     assert m.name == "stlpips-alex" and "ST-LPIPS" in caplog.text
 

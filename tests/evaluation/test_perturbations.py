@@ -2,7 +2,13 @@ import pytest
 import torch
 
 from nullswap.errors import InputError
-from nullswap.robustness import PERTURBATIONS, Perturbation, apply_perturbation, get_perturbation, list_perturbations
+from nullswap.evaluation.perturbations import (
+    PERTURBATIONS,
+    Perturbation,
+    apply_perturbation,
+    get_perturbation,
+    list_perturbations,
+)
 
 
 def _smooth_images(b: int = 2, size: int = 48) -> torch.Tensor:
