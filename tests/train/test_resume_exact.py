@@ -53,3 +53,15 @@ def test_resume_continues_exactly(shared, tmp_path):
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), k
+
+
+@pytest.mark.shared
+def test_resume_keeps_earlier_csv_logs(shared, tmp_path):
+    """Lightning's CSVLogger empties its folder; each launch therefore logs into its own ``logs/<NNN-time>/``."""
+    torch.set_num_threads(1)
+    data = {"train": RandomCrops(4, 0)}
+    Trainer(_cfg(shared, 1), out=tmp_path / "run").fit(datasets=data)
+    Trainer(_cfg(shared, 2), out=tmp_path / "run").fit(resume=True, datasets=data)
+    csvs = sorted((tmp_path / "run" / "logs").glob("*/metrics.csv"))
+    assert [p.parent.name[:3] for p in csvs] == ["000", "001"], csvs
+    assert all(p.read_text().strip() for p in csvs)

@@ -154,8 +154,13 @@ class Trainer:
         if loggers:
             from lightning_fabric.loggers import CSVLogger, TensorBoardLogger
 
+            # One CSV per launch: Lightning's CSVLogger deletes an existing metrics.csv in its folder, so a resumed
+            # run would lose the curve so far. TensorBoard appends a new events file per launch on its own.
+            logs = self.out / "logs"
+            launches = sum(1 for d in logs.iterdir() if d.is_dir()) if logs.is_dir() else 0
+            launch = f"{launches:03d}-{time.strftime('%Y%m%d-%H%M%S')}"
             log_objs = [
-                CSVLogger(str(self.out), name="logs", version=""),
+                CSVLogger(str(self.out), name="logs", version=launch),
                 TensorBoardLogger(str(self.out), name="tensorboard", version=""),
             ]
         self.fabric = Fabric(
@@ -229,6 +234,7 @@ class Trainer:
             recipe.load_extra_state(state["extra"])
             log.info("resumed from %s at step %d (epoch %d, batch %d)", ckpt_dir, step, epoch, batch_in_epoch)
 
+        first_step = step + 1
         eval_faces = None
         if eval_set is not None and len(eval_set):
             n_eval = min(int(t.get("eval_images", 64)), len(eval_set))
@@ -271,7 +277,7 @@ class Trainer:
                     opt_d.zero_grad(set_to_none=True)
                 step += 1
                 logs = {**logs_g, **logs_d, "epoch": float(epoch)}
-                if step % log_every == 0 or step == 1:
+                if step % log_every == 0 or step in (first_step, max_steps):
                     fabric.log_dict(logs, step=step)
                 if eval_faces is not None and eval_every and step % eval_every == 0:
                     history.append(self._evaluate(recipe, eval_faces, step))
