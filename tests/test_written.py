@@ -1,0 +1,87 @@
+"""The verdict's pixels are the written file's: :mod:`nullswap.written` against a real write and read-back."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from nullswap.faces.io import read_image, write_image
+from nullswap.written import apply_windows, save_encoded, written_pixels, written_region
+
+
+def _photo(path, fmt: str, mode: str = "RGB", orientation: int = 1, size=(200, 152)):
+    rng = np.random.default_rng(0)
+    w, h = size
+    yy, xx = np.mgrid[0:h, 0:w]
+    arr = np.stack([xx * 255 / w, yy * 255 / h, (xx + yy) * 127 / (w + h)], 2)
+    arr = np.clip(arr + rng.normal(0, 8, arr.shape), 0, 255).astype(np.uint8)
+    im = Image.fromarray(arr, "RGB").convert(mode)
+    kwargs = {}
+    if fmt == "JPEG":
+        kwargs = {"quality": 90, "subsampling": 2}
+        if orientation != 1:
+            exif = Image.Exif()
+            exif[0x0112] = orientation
+            kwargs["exif"] = exif.tobytes()
+    im.save(path, format=fmt, **kwargs)
+    return read_image(path)
+
+
+def _patches(clean: torch.Tensor):
+    """Two overlapping face windows with a visible change (as face_patches returns them)."""
+    g = torch.Generator().manual_seed(1)
+    out = []
+    for box in ((20, 30, 90, 110), (70, 50, 150, 130)):
+        x0, y0, x1, y1 = box
+        base = apply_windows(clean[:, y0:y1, x0:x1].clone(), out, (x0, y0))
+        out.append(SimpleNamespace(box=box, pixels=(base + 0.03 * torch.randn(base.shape, generator=g)).clamp(0, 1)))
+    return out
+
+
+@pytest.mark.parametrize(
+    ("fmt", "suffix", "mode", "orientation"),
+    [
+        ("JPEG", ".jpg", "RGB", 1),
+        ("JPEG", ".jpg", "RGB", 6),
+        ("JPEG", ".jpg", "L", 1),
+        ("PNG", ".png", "RGB", 1),
+        ("PNG", ".png", "L", 1),
+        ("WEBP", ".webp", "RGB", 1),
+    ],
+)
+def test_written_region_is_what_the_file_reads_back(tmp_path, fmt, suffix, mode, orientation):
+    src = _photo(tmp_path / f"in{suffix}", fmt, mode, orientation)
+    clean_before = src.tensor.clone()
+    patches = _patches(src.tensor)
+    region = (10, 20, 140, 140)
+    got, enc = written_region(src.tensor, patches, src, region)
+    assert torch.equal(src.tensor, clean_before)  # patched in place for the encode, then restored
+    full = apply_windows(src.tensor.clone(), patches)
+    out = write_image(tmp_path / f"out{suffix}", full, like=src)
+    back = read_image(out).tensor
+    x0, y0, x1, y1 = region
+    assert torch.equal(got, back[:, y0:y1, x0:x1])
+    assert (enc is not None) == (fmt == "JPEG")
+    if enc is not None:  # saving the kept bytes writes the same file's pixels, with write_image's record
+        rec: dict = {}
+        saved = save_encoded(tmp_path / f"kept{suffix}", enc, record=rec)
+        assert torch.equal(read_image(saved).tensor, back)
+        assert rec["writer"] == "jpeg-coefficients" and rec["path"] == str(saved) and rec["blocks_reencoded"] > 0
+        with pytest.raises(OSError, match="exists"):
+            save_encoded(saved, enc)
+    whole, _ = written_pixels(full, src)
+    assert torch.equal(whole, back)
+    if fmt == "JPEG" and mode == "RGB":  # the point: the file is not the in-memory photo
+        assert not torch.equal(got, full[:, y0:y1, x0:x1])
+
+
+def test_tensor_input_is_verified_as_8_bit(tmp_path):
+    x = torch.rand(3, 40, 50)
+    got, enc = written_pixels(x, None)
+    assert enc is None
+    out = write_image(tmp_path / "t.png", x)
+    assert torch.equal(got, read_image(out).tensor)
