@@ -32,6 +32,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from nullswap.checks import check_image_batch
 from nullswap.errors import ImageReadError, ImageWriteError, UnsupportedJpegError
+from nullswap.faces.atomic import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -457,8 +458,7 @@ def write_image(
     elif like is not None and like.mode == "P" and fmt != "GIF":
         notes.append("palette image written as true colour (a palette would quantise the cloak away)")
 
-    tmp = p.with_name(f".{p.name}.part")
-    try:
+    with atomic_write(p) as tmp:
         if depth16 and like is not None and like.mode in ("RGB;16", "RGBA;16", "LA;16"):
             chans = [_luma(image)] if grey else list(image.detach().cpu().double().clamp(0, 1).numpy())
             if a is not None:
@@ -466,7 +466,6 @@ def write_image(
             arr16 = np.rint(np.stack(chans, axis=2) * 65535.0).astype(np.uint16)
             writer = _save_16bit_colour(tmp, fmt, arr16, like, icc, exif, notes)
             mode = like.mode if a is not None or not grey else "I;16"
-            os.replace(tmp, p)
             rec.update(writer=writer, bit_depth=16, mode=mode)
             return p
         if grey and depth16:
@@ -521,15 +520,7 @@ def write_image(
             notes.append(f"{fmt} cannot hold mode {im.mode} with this metadata: written as plain RGB")
             im = im.convert("RGB")
             im.save(tmp, format=fmt)
-        os.replace(tmp, p)
-        rec.update(writer="pillow", bit_depth=16 if grey and depth16 else 8, mode=im.mode)
-    except PermissionError as e:
-        raise ImageWriteError(p, f"permission denied ({e})") from e
-    except OSError as e:
-        raise ImageWriteError(p, str(e)) from e
-    finally:
-        if tmp.exists():
-            tmp.unlink(missing_ok=True)
+    rec.update(writer="pillow", bit_depth=16 if grey and depth16 else 8, mode=im.mode)
     for n in notes:
         log.info("%s: %s", p.name, n)
     return p

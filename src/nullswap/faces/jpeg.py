@@ -48,6 +48,7 @@ import torch
 from PIL import Image
 
 from nullswap.errors import ImageWriteError, InputError, UnsupportedJpegError
+from nullswap.faces.atomic import write_bytes_atomic
 
 log = logging.getLogger(__name__)
 
@@ -598,17 +599,7 @@ def write_protected_jpeg(
     if p.exists() and not overwrite:
         raise ImageWriteError(p, "file exists (refusing to overwrite)")
     out, result = encode_protected_jpeg(data, protected, original, mask=mask, strip_gps=strip_gps)
-    tmp = p.with_name(f".{p.name}.part")
-    try:
-        tmp.write_bytes(out)
-        os.replace(tmp, p)
-    except PermissionError as e:
-        raise ImageWriteError(p, f"permission denied ({e})") from e
-    except OSError as e:
-        raise ImageWriteError(p, str(e)) from e
-    finally:
-        if tmp.exists():
-            tmp.unlink(missing_ok=True)
+    write_bytes_atomic(p, out)
     result.path = p
     log.info("%s: %d of %d blocks re-encoded (%d changed), %d -> %d bytes (%.1f %%)", p.name, result.blocks_reencoded,
              result.blocks, result.blocks_changed, result.input_bytes, result.output_bytes,
