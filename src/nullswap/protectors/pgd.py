@@ -40,14 +40,65 @@ def _build_ensemble(
     return RecognizerEnsemble(recognizers, source_template=template, weights_dir=weights_dir)
 
 
-def _settings(table: dict[str, dict[str, float]], strength: str) -> dict[str, float]:
-    if strength not in table:
-        raise InputError(f"strength: expected one of {list(table)}, got {strength!r}")
-    return dict(table[strength])
+class _EnsembleAttackProtector(Protector):
+    """An identity-targeted attack on a recognizer ensemble as a :class:`Protector` (shared by PGD and FGSM).
+
+    Subclasses set ``name`` and :attr:`strengths` (``strength -> {"eps": ..., ...}``) and implement :meth:`_attack`.
+
+    Args:
+        recognizers: names or modules (default :data:`~nullswap.attacks.DEFAULT_RECOGNIZERS`), or a ready
+            ``RecognizerEnsemble``.
+        strength: a key of :attr:`strengths`.
+        eps: overrides the strength's L-inf budget.
+        random_start: random start in the eps-ball (see the attack).
+        device: where the recognizers run (crops are moved there and back).
+        weights_dir: folder searched first for recognizer weights.
+        template: crop template (``protector-256``; ``protector-128`` to compare with 128-px models).
+
+    Raises:
+        InputError: unknown ``strength`` or an empty recognizer list.
+    """
+
+    strengths: dict[str, dict[str, float]] = {}
+
+    def __init__(
+        self,
+        recognizers: Sequence[FaceRecognizer | str] | RecognizerEnsemble | None = None,
+        strength: Strength = "mid",
+        eps: float | None = None,
+        random_start: bool = True,
+        device: str | torch.device | None = None,
+        weights_dir: str | None = None,
+        template: str = "protector-256",
+    ) -> None:
+        super().__init__()
+        if strength not in self.strengths:
+            raise InputError(f"strength: expected one of {list(self.strengths)}, got {strength!r}")
+        self.template = template
+        self.strength = strength
+        self.eps = float(self.setting("eps") if eps is None else eps)
+        self.random_start = random_start
+        self.ensemble = _build_ensemble(recognizers, weights_dir, template)
+        if device is not None:
+            self.ensemble.to(device)
+
+    def setting(self, key: str) -> float:
+        """The strength table's value of ``key`` (``"eps"``, ``"steps"``) for this protector's strength."""
+        return self.strengths[self.strength][key]
+
+    def _attack(self, faces: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def protect(self, faces: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Protected crops (same shape, device and dtype as ``faces``, in [0,1])."""
+        self.check_input(faces)
+        dev = next(iter(self.ensemble.parameters()), faces).device
+        return self._attack(faces.to(dev), generator).to(faces.device, faces.dtype)
 
 
-class PGDProtector(Protector):
-    """Protector running identity-targeted :func:`pgd` against a recognizer ensemble.
+@register_protector("pgd", "identity-targeted PGD against a recognizer ensemble (Madry et al. 2018)")
+class PGDProtector(_EnsembleAttackProtector):
+    """Protector running identity-targeted :func:`~nullswap.attacks.pgd` against a recognizer ensemble.
 
     Args:
         recognizers: names or modules (default :data:`DEFAULT_RECOGNIZERS`), or a ready ``RecognizerEnsemble``.
@@ -63,6 +114,7 @@ class PGDProtector(Protector):
     """
 
     name = "pgd"
+    strengths = PGD_STRENGTHS
 
     def __init__(
         self,
@@ -76,98 +128,34 @@ class PGDProtector(Protector):
         weights_dir: str | None = None,
         template: str = "protector-256",
     ) -> None:
-        super().__init__()
-        self.template = template
-        s = _settings(PGD_STRENGTHS, strength)
-        self.strength = strength
-        self.eps = float(s["eps"] if eps is None else eps)
-        self.steps = int(s["steps"] if steps is None else steps)
+        super().__init__(recognizers, strength, eps, random_start, device, weights_dir, template)
+        self.steps = int(self.setting("steps") if steps is None else steps)
         self.alpha = alpha
-        self.random_start = random_start
-        self.ensemble = _build_ensemble(recognizers, weights_dir, template)
-        if device is not None:
-            self.ensemble.to(device)
 
-    def protect(self, faces: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
-        """PGD-protected crops (same shape and device as ``faces``, in [0,1])."""
-        self.check_input(faces)
-        dev = next(iter(self.ensemble.parameters()), faces).device
-        adv = pgd(faces.to(dev), self.ensemble, eps=self.eps, steps=self.steps, alpha=self.alpha,
-                  random_start=self.random_start, generator=generator)
-        return adv.to(faces.device, faces.dtype)
+    def _attack(self, faces: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        return pgd(faces, self.ensemble, eps=self.eps, steps=self.steps, alpha=self.alpha,
+                   random_start=self.random_start, generator=generator)
 
 
-class FGSMProtector(Protector):
-    """Protector running identity-targeted :func:`fgsm` against a recognizer ensemble.
+@register_protector("fgsm", "identity-targeted FGSM against a recognizer ensemble (Goodfellow et al. 2015)")
+class FGSMProtector(_EnsembleAttackProtector):
+    """Protector running identity-targeted :func:`~nullswap.attacks.fgsm` against a recognizer ensemble.
 
     Args:
         recognizers: names or modules (default :data:`DEFAULT_RECOGNIZERS`), or a ready ``RecognizerEnsemble``.
         strength: ``"low"`` (eps 4/255), ``"mid"`` (8/255) or ``"high"`` (16/255); see :data:`FGSM_STRENGTHS`.
         eps: overrides the strength's budget.
-        random_start: R+FGSM random step first (see :func:`fgsm`).
+        random_start: R+FGSM random step first (see :func:`~nullswap.attacks.fgsm`).
         device: where the recognizers run.
         weights_dir: folder searched first for recognizer weights.
         template: crop template (``protector-256``; ``protector-128`` to compare with 128-px models).
     """
 
     name = "fgsm"
+    strengths = FGSM_STRENGTHS
 
-    def __init__(
-        self,
-        recognizers: Sequence[FaceRecognizer | str] | RecognizerEnsemble | None = None,
-        strength: Strength = "mid",
-        eps: float | None = None,
-        random_start: bool = True,
-        device: str | torch.device | None = None,
-        weights_dir: str | None = None,
-        template: str = "protector-256",
-    ) -> None:
-        super().__init__()
-        self.template = template
-        s = _settings(FGSM_STRENGTHS, strength)
-        self.strength = strength
-        self.eps = float(s["eps"] if eps is None else eps)
-        self.random_start = random_start
-        self.ensemble = _build_ensemble(recognizers, weights_dir, template)
-        if device is not None:
-            self.ensemble.to(device)
-
-    def protect(self, faces: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
-        """FGSM-protected crops (same shape and device as ``faces``, in [0,1])."""
-        self.check_input(faces)
-        dev = next(iter(self.ensemble.parameters()), faces).device
-        adv = fgsm(faces.to(dev), self.ensemble, eps=self.eps, random_start=self.random_start, generator=generator)
-        return adv.to(faces.device, faces.dtype)
-
-
-@register_protector("pgd", "identity-targeted PGD against a recognizer ensemble (Madry et al. 2018)")
-def _make_pgd(
-    recognizers: Sequence[FaceRecognizer | str] | RecognizerEnsemble | None = None,
-    strength: Strength = "mid",
-    eps: float | None = None,
-    steps: int | None = None,
-    alpha: float | None = None,
-    random_start: bool = True,
-    device: str | torch.device | None = None,
-    weights_dir: str | None = None,
-    template: str = "protector-256",
-) -> PGDProtector:
-    """Factory of :class:`PGDProtector` (the same keyword arguments)."""
-    return PGDProtector(recognizers, strength, eps, steps, alpha, random_start, device, weights_dir, template)
-
-
-@register_protector("fgsm", "identity-targeted FGSM against a recognizer ensemble (Goodfellow et al. 2015)")
-def _make_fgsm(
-    recognizers: Sequence[FaceRecognizer | str] | RecognizerEnsemble | None = None,
-    strength: Strength = "mid",
-    eps: float | None = None,
-    random_start: bool = True,
-    device: str | torch.device | None = None,
-    weights_dir: str | None = None,
-    template: str = "protector-256",
-) -> FGSMProtector:
-    """Factory of :class:`FGSMProtector` (the same keyword arguments)."""
-    return FGSMProtector(recognizers, strength, eps, random_start, device, weights_dir, template)
+    def _attack(self, faces: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        return fgsm(faces, self.ensemble, eps=self.eps, random_start=self.random_start, generator=generator)
 
 
 __all__ = ["FGSMProtector", "PGDProtector"]
