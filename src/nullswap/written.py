@@ -221,20 +221,12 @@ def save_encoded(
     Raises:
         ImageWriteError: the destination exists (without ``overwrite``) or cannot be written.
     """
+    from nullswap.faces.atomic import write_bytes_atomic
+
     p = Path(path)
     if p.exists() and not overwrite:
         raise ImageWriteError(p, "file exists (refusing to overwrite)")
-    tmp = p.with_name(f".{p.name}.part")
-    try:
-        tmp.write_bytes(enc.data)
-        os.replace(tmp, p)
-    except PermissionError as e:
-        raise ImageWriteError(p, f"permission denied ({e})") from e
-    except OSError as e:
-        raise ImageWriteError(p, str(e)) from e
-    finally:
-        if tmp.exists():
-            tmp.unlink(missing_ok=True)
+    write_bytes_atomic(p, enc.data)
     if record is not None:
         record.update(enc.record, path=str(p), notes=list(enc.record.get("notes", [])))
     rec = enc.record
