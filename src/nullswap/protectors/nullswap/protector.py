@@ -1,0 +1,188 @@
+"""NullSwap as a :class:`~nullswap.protectors.base.Protector` (inference on aligned crops) and its factory.
+
+The wrapper adds what inference needs around the generator: the strength knob, the PSNR-floor guard and the optional
+identity-targeted refinement steps (see :class:`NullSwapProtector`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nullswap.errors import InputError, WeightsNotFoundError
+from nullswap.protectors.base import Protector, register_protector, strength_scale
+from nullswap.protectors.nullswap.checkpoint import DEFAULT_WEIGHTS_DIR, MODEL_FILENAME, load_nullswap
+from nullswap.protectors.nullswap.config import NullSwapConfig
+
+__all__ = ["NullSwapProtector"]
+
+
+class NullSwapProtector(Protector):
+    """NullSwap as a :class:`Protector`: runs the generator on aligned crops.
+
+    Args:
+        generator: a :class:`NullSwapGenerator` (or a wrapper of one; its train/eval mode is left as it is).
+        config: the generator's config (sets the crop size).
+        strength: ``"low"``, ``"mid"`` or ``"high"`` (or a number): the factor on the generator's output residual,
+            see :data:`STRENGTH_SCALES`.
+        noise_scale: factor on Eq. 1's random term at inference.
+        psnr_floor: quality guard in dB (``None``: off). Each crop's change is scaled down, if needed, so its PSNR
+            against the input is at least this; ``strength="high"`` lowers the floor by 4 dB. The factory takes it
+            from the checkpoint's training loss (``psnr_floor``) by default, so inference keeps the promise
+            training made even where batch-norm running statistics make eval-mode outputs differ from training's.
+        refine: ``K`` identity-targeted signed-gradient steps after the one pass ("one pass plus a few steps"):
+            starting from the generator's output, ``y <- y - a * sign(grad mean_k cos(E_k(y), E_k(x)))`` on
+            ``refine_recognizers``, each step projected back into the same budget: ``|y - x| <= cap`` per pixel
+            (the model's ``max_delta`` at this strength, else 8/255), the PSNR floor, and [0, 1]. Step size
+            ``a = min(2.5 cap / K, cap / 2)`` (Madry-lab convention, capped). 0 = the generator alone. Not in the
+            paper; Choice (issue 12): a few attack steps on top of a learned cloak cost a fraction of PGD-50.
+        refine_recognizers: the ensemble the refinement attacks (names or a built
+            :class:`~nullswap.recognizers.ensemble.RecognizerEnsemble`); the factory passes the checkpoint's training
+            recognizers.
+
+    The crop size is ``config.image_size`` (template ``protector-128`` for 128, else ``protector-256``).
+    """
+
+    name = "nullswap"
+
+    def __init__(
+        self,
+        generator: nn.Module,
+        config: NullSwapConfig,
+        strength: str | float = "mid",
+        noise_scale: float = 1.0,
+        psnr_floor: float | None = None,
+        refine: int = 0,
+        refine_recognizers: Any = None,
+    ) -> None:
+        super().__init__()
+        if isinstance(refine, bool) or not isinstance(refine, int) or refine < 0:
+            raise InputError(f"refine: expected an int >= 0 (attack steps), got {refine!r}")
+        if refine and not refine_recognizers:
+            raise InputError("refine: expected refine_recognizers (the ensemble to attack) with refine > 0, got none")
+        self.refine = refine
+        #: the last :meth:`protect` call's guard: crops seen, crops whose change was scaled down, smallest factor
+        self.guard_stats: dict[str, float] = {"crops": 0, "rescaled": 0, "min_scale": 1.0}
+        self._refine_spec = refine_recognizers
+        self._refine_ens: nn.Module | None = None
+        self.generator = generator
+        self.psnr_floor = None if psnr_floor is None else float(psnr_floor) - (4.0 if strength == "high" else 0.0)
+        self.config = config
+        self.strength = strength
+        self.perturbation_scale = strength_scale(strength)
+        self.noise_scale = float(noise_scale)
+        self.template = "protector-128" if config.image_size == 128 else "protector-256"
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """(height, width) of the crops: the generator's ``image_size``."""
+        return (self.config.image_size, self.config.image_size)
+
+    @torch.no_grad()
+    def protect(self, faces: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Protected crops (same shape, device and dtype as ``faces``, in [0,1]); seeded ``generator`` -> repeatable."""
+        self.check_input(faces)
+        if faces.shape[0] == 0:
+            return faces.clone()
+        p = next(self.generator.parameters())
+        x = faces.to(p.device, torch.float32)
+        y = self.generator(
+            x, generator=generator, noise_scale=self.noise_scale, perturbation_scale=self.perturbation_scale
+        )
+        y = self._guard(x, y)
+        if self.refine:
+            y = self._refine_steps(x, y)
+        return y.to(faces.device, faces.dtype).clamp(0, 1)
+
+    def _guard(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The PSNR-floor guard (identity when ``psnr_floor`` is ``None``); records :attr:`guard_stats`."""
+        if self.psnr_floor is None:
+            self.guard_stats = {"crops": int(x.shape[0]), "rescaled": 0, "min_scale": 1.0}
+            return y
+        r = y - x
+        mse = r.pow(2).mean((1, 2, 3), keepdim=True).clamp_min(1e-20)
+        cap = 10.0 ** (-self.psnr_floor / 10.0)
+        scale = (cap / mse).sqrt().clamp(max=1.0)
+        self.guard_stats = {
+            "crops": int(x.shape[0]),
+            "rescaled": int((scale < 1).sum()),
+            "min_scale": float(scale.min()) if scale.numel() else 1.0,
+        }
+        return (x + r * scale).clamp(0, 1)
+
+    def _refine_ensemble(self, device: torch.device) -> nn.Module:
+        if self._refine_ens is None:
+            from nullswap.recognizers.ensemble import RecognizerEnsemble
+
+            spec = self._refine_spec
+            self._refine_ens = (
+                spec if isinstance(spec, nn.Module) else RecognizerEnsemble(list(spec), source_template=self.template)
+            )
+        return self._refine_ens.to(device)
+
+    def _refine_steps(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """``refine`` projected signed-gradient steps from ``y`` (see the class docstring)."""
+        ens = self._refine_ensemble(x.device)
+        cap = (self.config.max_delta or 8.0) / 255.0 * max(float(self.perturbation_scale), 1e-6)
+        alpha = min(2.5 * cap / self.refine, cap / 2)
+        with torch.no_grad():
+            clean = [e.detach() for e in ens(x)]
+        with torch.enable_grad():
+            for _ in range(self.refine):
+                y = y.detach().requires_grad_(True)
+                sim = torch.stack([F.cosine_similarity(e, c, dim=1) for e, c in zip(ens(y), clean, strict=True)])
+                (g,) = torch.autograd.grad(sim.mean(0).sum(), y)
+                with torch.no_grad():
+                    y = y - alpha * g.sign()
+                    y = torch.min(torch.max(y, x - cap), x + cap).clamp(0, 1)
+                    y = self._guard(x, y)
+        return y.detach()
+
+
+@register_protector("nullswap", "NullSwap identity-cloaking generator (Wang et al.), needs trained weights")
+def _make_nullswap(
+    checkpoint: str | None = None,
+    strength: str | float = "mid",
+    device: str | torch.device | None = None,
+    noise_scale: float = 1.0,
+    psnr_floor: float | str | None = "auto",
+    refine: int = 0,
+    refine_recognizers: Any = None,
+    **_: object,
+) -> NullSwapProtector:
+    """Factory: load ``checkpoint`` (or the packaged default) into a :class:`NullSwapProtector` in eval mode.
+
+    Raises:
+        WeightsNotFoundError: no checkpoint given and no packaged default at :data:`DEFAULT_WEIGHTS_DIR`.
+    """
+    if checkpoint is None:
+        if not (DEFAULT_WEIGHTS_DIR / MODEL_FILENAME).is_file():
+            raise WeightsNotFoundError(
+                "nullswap: expected a trained checkpoint (pass checkpoint=<folder with model.safetensors and "
+                f"config.json>, e.g. a training run's export/ folder), got none, and no packaged default at "
+                f"{str(DEFAULT_WEIGHTS_DIR)!r}"
+            )
+        from nullswap.hub import get_weight_spec, resolve
+
+        # verified against the sha256 recorded in the hub (nullswap.hub.registry "nullswap-default")
+        checkpoint = str(resolve(get_weight_spec("nullswap-default")).parent)
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    gen, config, meta = load_nullswap(checkpoint, map_location=dev)
+    if psnr_floor == "auto":  # the floor the model was trained with, if any
+        loss = meta.get("loss") if isinstance(meta.get("loss"), dict) else (meta.get("extra") or {}).get("loss", {})
+        psnr_floor = (loss or {}).get("psnr_floor")
+    if refine and refine_recognizers is None:  # attack what the generator was trained against
+        refine_recognizers = list(meta.get("recognizers") or [])
+    prot = NullSwapProtector(
+        gen,
+        config,
+        strength=strength,
+        noise_scale=noise_scale,
+        psnr_floor=None if psnr_floor is None else float(psnr_floor),
+        refine=int(refine),
+        refine_recognizers=refine_recognizers,
+    )
+    return prot.eval()
