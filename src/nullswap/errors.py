@@ -24,6 +24,14 @@ class ImageReadError(NullswapError, OSError):
         super().__init__(f"cannot read image {str(path)!r}: {reason}")
 
 
+class UnsupportedImageError(ImageReadError):
+    """A readable image that nullswap does not protect: an animated image or a multi-page TIFF.
+
+    ``nullswap protect`` lists such a photo with the status ``unsupported`` (not a failure); the message starts with
+    ``unsupported: animated`` (or ``unsupported: multi-page``).
+    """
+
+
 class ImageWriteError(NullswapError, OSError):
     """A file could not be written (read-only folder, unsupported format, refused overwrite)."""
 

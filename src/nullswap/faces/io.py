@@ -2,7 +2,12 @@
 
 Reading honours EXIF orientation and converts grayscale, palette, RGBA (alpha kept aside), CMYK and 16-bit images to
 RGB; 16-bit colour PNG/TIFF (which Pillow reduces to 8 bits) are read with OpenCV at full depth. Animated images and
-multi-page TIFFs are refused with "unsupported: animated ..." (protect the frames as separate images).
+multi-page TIFFs are refused with :class:`~nullswap.errors.UnsupportedImageError` ("unsupported: animated ...";
+protect the frames as separate images). Photos above the decompression-bomb limit (:data:`MAX_PIXELS`, Pillow's own
+89.5 MP by default) are refused unless the limit is raised (``read_image(..., max_pixels=N)``, :func:`set_max_pixels`
+or ``nullswap protect --max-pixels N``). An 8-bit RGB/greyscale photo is converted to float without full-size
+temporaries (one uint8 and one float32 copy at the peak), and :func:`to_uint8` works in row strips, so a large photo
+costs about 12 bytes per pixel in float plus 3 in uint8.
 
 Writing: the *real* format of the source decides the output (a PNG named ``.jpg`` stays PNG bytes under its name;
 the extension decides only when it names a different format than the source's extension, i.e. a deliberate
@@ -19,7 +24,9 @@ import functools
 import io as _io
 import logging
 import os
+import re
 import struct
+import threading
 import warnings
 import zlib
 from dataclasses import dataclass, field
@@ -31,13 +38,17 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from nullswap.checks import check_image_batch
-from nullswap.errors import ImageReadError, ImageWriteError, UnsupportedJpegError
+from nullswap.errors import ImageReadError, ImageWriteError, InputError, UnsupportedImageError, UnsupportedJpegError
 from nullswap.faces.atomic import atomic_write
 
 log = logging.getLogger(__name__)
 
-#: Refuse images above this many pixels (decompression-bomb guard); Pillow's own limit is 89.5 MP.
-MAX_PIXELS = 100_000_000
+#: Refuse images above this many pixels (decompression-bomb guard): Pillow's own limit (89,478,485 pixels, 89.5 MP)
+#: unless raised with :func:`set_max_pixels` or ``read_image(..., max_pixels=N)``.
+MAX_PIXELS: int = int(Image.MAX_IMAGE_PIXELS or 89_478_485)
+#: Rows per strip in the strip-wise float <-> uint8 conversions (bounded temporaries for large photos).
+_STRIP_ROWS = 256
+_BOMB_LOCK = threading.Lock()
 #: Common photo extensions; :func:`image_extensions` adds every other extension the installed Pillow opens.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".avif",
                     ".mpo")
@@ -157,6 +168,52 @@ def _to_float_rgb(img: Image.Image) -> tuple[np.ndarray, np.ndarray | None, int]
     return np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0, None, 8
 
 
+def set_max_pixels(limit: int) -> None:
+    """Raise (or lower) the decompression-bomb limit of :func:`read_image` for this process.
+
+    Pillow's own guard (``PIL.Image.MAX_IMAGE_PIXELS``, which also protects the draft-mode detection copy) is set to
+    the same limit.
+
+    Args:
+        limit: the largest photo accepted, in pixels (width x height).
+
+    Raises:
+        InputError: ``limit`` is not a positive int.
+    """
+    global MAX_PIXELS
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise InputError(f"max_pixels: expected an int >= 1 (pixels), got {limit!r}")
+    MAX_PIXELS = limit
+    with _BOMB_LOCK:
+        Image.MAX_IMAGE_PIXELS = limit
+
+
+def _allow_in_pillow(limit: int) -> None:
+    """Make sure Pillow's own guard does not refuse a photo of up to ``limit`` pixels (it only ever goes up here)."""
+    with _BOMB_LOCK:
+        current = Image.MAX_IMAGE_PIXELS
+        if current is not None and current < limit:
+            Image.MAX_IMAGE_PIXELS = limit
+
+
+def _bomb_message(pixels: int | None, size: tuple[int, int] | None, limit: int) -> str:
+    what = f"{size[0]}x{size[1]} = {pixels:,} pixels" if size and pixels else (
+        f"{pixels:,} pixels" if pixels else "the image")
+    return (f"{what} exceeds the decompression-bomb limit of {limit:,} pixels; expected at most {limit:,} (allow "
+            f"larger photos with --max-pixels N)")
+
+
+def _float_chw(arr: np.ndarray) -> torch.Tensor:
+    """``(H,W,3)`` uint8 -> ``(3,H,W)`` float32 in [0,1] without full-size temporaries (exactly ``x / 255``)."""
+    h, w = arr.shape[:2]
+    out = torch.empty((3, h, w), dtype=torch.float32)
+    for y in range(0, h, _STRIP_ROWS):
+        strip = torch.from_numpy(np.array(arr[y:y + _STRIP_ROWS]))  # a writable copy of the strip only
+        out[:, y:y + _STRIP_ROWS] = strip.permute(2, 0, 1)
+        out[:, y:y + _STRIP_ROWS].div_(255.0)
+    return out
+
+
 def _is_16bit_colour(data: bytes, im: Image.Image) -> bool:
     """Whether the file is a 16-bit colour (or 16-bit grey + alpha) PNG/TIFF, which Pillow reduces to 8 bits."""
     if im.format == "PNG" and data[12:16] == b"IHDR":
@@ -193,15 +250,27 @@ def _webp_lossless(data: bytes) -> bool:
                                       data[30:4096])
 
 
-def read_image(path: str | os.PathLike[str]) -> LoadedImage:
+def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = None) -> LoadedImage:
     """Read an image file as upright RGB float in [0, 1].
 
     Any still image the installed Pillow reads is accepted (the format is sniffed from the bytes, not the name).
 
+    Args:
+        path: the file.
+        max_pixels: refuse photos above this many pixels (decompression-bomb guard); default :data:`MAX_PIXELS`
+            (Pillow's 89.5 MP unless raised with :func:`set_max_pixels`). A larger value also raises Pillow's own
+            guard to it, process-wide.
+
     Raises:
-        ImageReadError: for a missing, empty, non-image, truncated or oversized file, and for an animated image or a
-            multi-page TIFF (``unsupported: animated ...``); the message names the file.
+        UnsupportedImageError: an animated image or a multi-page TIFF (``unsupported: animated ...``).
+        ImageReadError: for a missing, empty, non-image, truncated or oversized file; the message names the file
+            (an oversized one: the limit and ``--max-pixels``).
+        InputError: ``max_pixels`` is not a positive int.
     """
+    limit = MAX_PIXELS if max_pixels is None else max_pixels
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise InputError(f"max_pixels: expected an int >= 1 (pixels), got {limit!r}")
+    _allow_in_pillow(limit)
     p = Path(path)
     if not p.is_file():
         raise ImageReadError(p, "no such file")
@@ -213,18 +282,18 @@ def read_image(path: str | os.PathLike[str]) -> LoadedImage:
         raise ImageReadError(p, f"cannot read the file ({e.strerror or e})") from e
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit decides, below
             with Image.open(_io.BytesIO(data)) as im:
                 w, h = im.size
-                if w * h > MAX_PIXELS:
-                    raise ImageReadError(p, f"{w}x{h} = {w * h} pixels exceeds the limit of {MAX_PIXELS}")
+                if w * h > limit:
+                    raise ImageReadError(p, _bomb_message(w * h, (w, h), limit))
                 fmt = im.format
                 frames = int(getattr(im, "n_frames", 1) or 1)
                 if frames > 1 and fmt != "MPO":  # MPO: a camera JPEG with extra images; the primary one is the photo
                     what = (f"multi-page {fmt} ({frames} pages)" if fmt == "TIFF"
                             else f"animated {fmt} ({frames} frames)")
-                    raise ImageReadError(p, f"unsupported: {what}; expected a still image (protect the frames as "
-                                            "separate images)")
+                    raise UnsupportedImageError(p, f"unsupported: {what}; expected a still image (protect the frames "
+                                                   "as separate images)")
                 im.load()  # forces a full decode: truncated files fail here
                 icc = im.info.get("icc_profile")
                 exif = im.getexif()
@@ -238,27 +307,47 @@ def read_image(path: str | os.PathLike[str]) -> LoadedImage:
                     depth = 16
                 else:
                     upright = ImageOps.exif_transpose(im) or im
-                    rgb, alpha, depth = _to_float_rgb(upright)
+                    if upright.mode in ("RGB", "L"):  # the common 8-bit photo: uint8 -> float in strips
+                        u8 = np.asarray(upright if upright.mode == "RGB" else upright.convert("RGB"))
+                        if upright is not im:
+                            upright.close()
+                        rgb, alpha, depth = u8, None, 8
+                    else:
+                        rgb, alpha, depth = _to_float_rgb(upright)
     except ImageReadError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise ImageReadError(p, f"decompression bomb refused ({e})") from e
+        m = re.search(r"\((\d+) pixels\)", str(e))
+        raise ImageReadError(p, _bomb_message(int(m.group(1)) if m else None, None, limit)) from e
     except UnidentifiedImageError as e:
         raise ImageReadError(p, "not an image file (format not recognised)") from e
     except (OSError, SyntaxError, ValueError) as e:
         raise ImageReadError(p, f"corrupt or truncated image ({e})") from e
     if exif is not None and _EXIF_ORIENTATION in exif:
         exif[_EXIF_ORIENTATION] = 1
-    t = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).contiguous()
+    if rgb.dtype == np.uint8:
+        t = _float_chw(rgb)
+        del rgb
+    else:
+        t = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).contiguous()
     a = torch.from_numpy(alpha) if alpha is not None else None
     raw = data if fmt in ("JPEG", "MPO") else None
     return LoadedImage(t, a, fmt, icc, exif, depth, p, info, mode, orientation, raw)
 
 
 def to_uint8(image: torch.Tensor) -> np.ndarray:
-    """``(3,H,W)`` float [0,1] -> ``(H,W,3)`` uint8 with round-to-nearest (exact inverse of ``/255`` on 8-bit data)."""
+    """``(3,H,W)`` float [0,1] -> ``(H,W,3)`` uint8 with round-to-nearest (exact inverse of ``/255`` on 8-bit data).
+
+    Converted in row strips: the only full-size allocation is the uint8 result.
+    """
     check_image_batch(image.unsqueeze(0), "image", check_range=False)
-    return (image.detach().float().clamp(0, 1) * 255.0).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    src = image.detach()
+    h, w = int(src.shape[1]), int(src.shape[2])
+    out = torch.empty((h, w, 3), dtype=torch.uint8)
+    for y in range(0, h, _STRIP_ROWS):
+        strip = src[:, y:y + _STRIP_ROWS].float().cpu().clamp(0, 1).mul_(255.0).round_()
+        out[y:y + _STRIP_ROWS] = strip.permute(1, 2, 0).to(torch.uint8)
+    return out.numpy()
 
 
 #: Lossless TIFF compressions Pillow writes; other sources (JPEG-in-TIFF, ...) are written with Adobe deflate.
@@ -378,6 +467,7 @@ def write_image(
     overwrite: bool = False,
     mask: torch.Tensor | None = None,
     record: dict[str, Any] | None = None,
+    original: str = "like",
 ) -> Path:
     """Write an RGB float image in the source's own format, keeping the metadata of ``like`` (the source).
 
@@ -396,12 +486,17 @@ def write_image(
         mask: optional ``(H,W)`` face mask: for a JPEG source its blocks are re-encoded too.
         record: a dict filled with what was written: ``format``, ``path``, ``writer``, ``bit_depth``, ``mode``,
             ``notes`` (what the output does not carry over), and for JPEG the block and byte counts.
+        original: for a JPEG source, the clean pixels the changed blocks are found against: ``"like"``
+            (``like.tensor``) or ``"decode"`` (the source's bytes decoded again, uint8: for a caller whose
+            ``like.tensor`` holds the protected pixels for the write, see ``ProtectedImage.save``).
 
     Raises:
         ImageWriteError: destination exists (and ``overwrite`` is off), folder not writable, or unknown format.
     """
     from nullswap.faces.jpeg import write_protected_jpeg
 
+    if original not in ("like", "decode"):
+        raise InputError(f"original: expected 'like' or 'decode', got {original!r}")
     p = Path(path)
     fmt = output_format(p, like)
     if fmt is None:
@@ -424,8 +519,8 @@ def write_image(
             notes.append("image size differs from the source's: JPEG re-encoded whole")
         else:
             try:
-                res = write_protected_jpeg(like.raw, image, p, original=like.tensor, mask=mask, strip_gps=strip_gps,
-                                           overwrite=overwrite)
+                res = write_protected_jpeg(like.raw, image, p, original=like.tensor if original == "like" else None,
+                                           mask=mask, strip_gps=strip_gps, overwrite=overwrite)
             except UnsupportedJpegError as e:
                 log.warning("%s: JPEG re-encoded whole at quality %d (pixels outside the faces change): %s", p.name,
                             quality, e)
