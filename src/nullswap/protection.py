@@ -16,8 +16,9 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +28,11 @@ from PIL import Image
 
 from nullswap.checks import check_image_batch
 from nullswap.errors import InputError, NullswapError, WeightsError, WeightsNotFoundError
-from nullswap.faces.alignment import align_faces
+from nullswap.faces.alignment import align_faces, alignment_matrices
 from nullswap.faces.detection import Detections, FaceDetector, create_detector
 from nullswap.faces.io import LoadedImage, read_image, to_uint8
-from nullswap.faces.pasteback import paste_back
+from nullswap.faces.pasteback import FacePatch, apply_patches, face_patches, face_region, region_views
+from nullswap.faces.templates import get_template
 from nullswap.verdict import FaceVerdict, Verifier, choose_verifiers, optimised_recognizers, worst_outcome
 
 log = logging.getLogger(__name__)
@@ -81,7 +83,6 @@ class FaceResult:
     verdict: FaceVerdict | None = None
 
 
-@dataclass
 class ProtectedImage:
     """A protected photo.
 
@@ -91,14 +92,38 @@ class ProtectedImage:
         source: the input's :class:`LoadedImage` (metadata for writing), ``None`` for tensor input.
         method: protector used; settings: its settings.
         report: per-photo report dict (``None`` unless asked).
+        patches: with ``patches``, ``image`` passed in is the *clean* photo and the protected one is it with the
+            faces' windows (:class:`~nullswap.faces.pasteback.FacePatch`) applied: built on the first read of
+            :attr:`image` (one full-size copy), never by :meth:`save`, so protecting and writing a photo holds one
+            float copy of it.
     """
 
-    image: torch.Tensor
-    faces: list[FaceResult]
-    source: LoadedImage | None
-    method: str
-    settings: dict[str, Any] = field(default_factory=dict)
-    report: dict[str, Any] | None = None
+    def __init__(self, image: torch.Tensor, faces: list[FaceResult], source: LoadedImage | None, method: str,
+                 settings: dict[str, Any] | None = None, report: dict[str, Any] | None = None, *,
+                 patches: list[FacePatch] | None = None) -> None:
+        self._image = image
+        self.faces = faces
+        self.source = source
+        self.method = method
+        self.settings = settings if settings is not None else {}
+        self.report = report
+        self.patches = patches or None
+
+    @property
+    def image(self) -> torch.Tensor:
+        """``(3,H,W)`` the protected photo (built from the clean one and the patches on first read)."""
+        if self.patches is not None:
+            self._image = apply_patches(self._image.clone(), self.patches)
+            self.patches = None
+        return self._image
+
+    @image.setter
+    def image(self, value: torch.Tensor) -> None:
+        self._image, self.patches = value, None
+
+    def __repr__(self) -> str:
+        return (f"ProtectedImage(size={tuple(self._image.shape)}, faces={len(self.faces)}, method={self.method!r}, "
+                f"status={self.status!r})")
 
     @property
     def status(self) -> str:
@@ -123,10 +148,32 @@ class ProtectedImage:
 
         # what the file keeps of the source (JPEG: copied blocks, sizes; greyscale, fallbacks): nullswap.faces.io
         written: dict[str, Any] = {}
-        out = write_image(path, self.image, like=self.source, strip_gps=strip_gps, overwrite=overwrite,
-                          record=written)
+        if self.patches is not None and self.source is not None and self.source.tensor is self._image:
+            out = self._save_patched(path, strip_gps, overwrite, written)
+        else:
+            out = write_image(path, self.image, like=self.source, strip_gps=strip_gps, overwrite=overwrite,
+                              record=written)
         if self.report is not None:
             self.report["output"] = written
+        return out
+
+    def _save_patched(self, path: str | os.PathLike[str], strip_gps: bool, overwrite: bool,
+                      written: dict[str, Any]) -> Path:
+        """Write without a full-size copy: the patches go into the source's pixels for the write, then come out.
+
+        The JPEG writer then decodes the source's own pixels (uint8) to find the changed blocks.
+        """
+        from nullswap.faces.io import write_image
+
+        base = self._image
+        saved = [base[:, p.box[1]:p.box[3], p.box[0]:p.box[2]].clone() for p in self.patches or []]
+        try:
+            apply_patches(base, self.patches or [])
+            out = write_image(path, base, like=self.source, strip_gps=strip_gps, overwrite=overwrite, record=written,
+                              original="decode")
+        finally:
+            for p, clean in zip(self.patches or [], saved, strict=True):
+                base[:, p.box[1]:p.box[3], p.box[0]:p.box[2]] = clean
         return out
 
 
@@ -313,6 +360,9 @@ class PhotoProtector:
             self.settings["refine"] = refine
         #: seconds per stage (:data:`STAGES`) of the last photo
         self.timings: dict[str, float] = {}
+        #: progress of the cloak, per pass over a photo's faces: ``(faces done, faces in the pass, strength)``, called
+        #: with 0 before the pass and after every protector call (``batch_size`` faces); the library never prints.
+        self.on_progress: Callable[[int, int, str], None] | None = None
         self._io: ThreadPoolExecutor | None = None
         self._pending: dict[Path, tuple[Future[Any], Future[Any]]] = {}
         self._report_names = report_recognizers
@@ -336,9 +386,12 @@ class PhotoProtector:
     def _cloak(self, crops: torch.Tensor, strength: str, gen: torch.Generator | None) -> torch.Tensor:
         prot = self.protector_at(strength)
         outs = []
+        n = int(crops.shape[0])
+        self._progress(0, n, strength)
         with torch.no_grad():
-            for i in range(0, crops.shape[0], self.batch_size):
+            for i in range(0, n, self.batch_size):
                 outs.append(prot.protect(crops[i: i + self.batch_size], generator=gen))
+                self._progress(min(i + self.batch_size, n), n, strength)
                 stats = getattr(prot, "guard_stats", None)  # NullSwap's inference PSNR-floor guard, if any
                 if stats is not None and getattr(prot, "psnr_floor", None) is not None:
                     g = self._guard_log
@@ -347,6 +400,16 @@ class PhotoProtector:
                     g["rescaled"] += int(stats["rescaled"])
                     g["min_scale"] = min(float(g["min_scale"]), float(stats["min_scale"]))
         return torch.cat(outs).clamp(0, 1)
+
+    def _progress(self, done: int, total: int, strength: str) -> None:
+        """Tell :attr:`on_progress` (if set) how many of this pass's faces are cloaked; never raises."""
+        cb = self.on_progress
+        if cb is None:
+            return
+        try:
+            cb(done, total, strength)
+        except Exception:  # noqa: BLE001 - a progress display must not stop the work
+            log.debug("progress callback failed", exc_info=True)
 
     # ------------------------------------------------------------------------------------------------- reports
     def load_report_recognizers(self) -> dict[str, torch.nn.Module]:
@@ -410,12 +473,12 @@ class PhotoProtector:
         tried = [[self.strength] for _ in range(n)]
         protected = self._cloak(crops, self.strength, gen)
         t2 = time.perf_counter()
-        result = paste_back(img, protected, M, self.template, original_crops=crops)
+        patches = face_patches(img, protected, M, self.template, original_crops=crops)  # per face window
         t3 = time.perf_counter()
         tm.update(align=t1 - t, cloak=t2 - t1, paste=t3 - t2)
         verdicts: list[FaceVerdict | None] = [None] * n
         if self.verifier is not None:
-            verdicts = list(self.verifier.verify(img, result, lms, strengths))
+            verdicts = self._verify(img, patches, lms, M, strengths)
             while self.until_protected:
                 redo = [i for i, v in enumerate(verdicts)
                         if v is not None and v.outcome == "weak" and strengths[i] != STRENGTHS[-1]]
@@ -430,8 +493,8 @@ class PhotoProtector:
                     for i in idx:
                         strengths[i] = level
                         tried[i].append(level)
-                result = paste_back(img, protected, M, self.template, original_crops=crops)
-                verdicts = list(self.verifier.verify(img, result, lms, strengths))
+                patches = face_patches(img, protected, M, self.template, original_crops=crops)
+                verdicts = self._verify(img, patches, lms, M, strengths)
             for v, t in zip(verdicts, tried, strict=True):
                 if v is not None:
                     v.tried = t
@@ -439,13 +502,34 @@ class PhotoProtector:
         faces = [FaceResult(b, lm, s, verdict=v) for b, lm, s, v in
                  zip(det.boxes.tolist(), det.landmarks.tolist(), det.scores.tolist(), verdicts, strict=True)]
         rep = None
-        if report:
+        patches = [FacePatch(p.box, p.pixels.cpu(), p.mask.cpu()) for p in patches]
+        if report:  # the report measures the whole photo (its JPEG re-compression): one full-size copy
+            result = apply_patches(img.clone(), patches)
             rep = self.report(img, result, lms, faces)
             if self._guard_log["crops"]:
                 # the guard is applied at inference only: say how often it changed the model's raw output
                 rep["psnr_guard"] = {**self._guard_log, "note": "crops whose change was scaled down to keep the "
                                      "crop PSNR >= floor_db (not part of the model's raw numbers)"}
-        return ProtectedImage(result.cpu(), faces, None, self.method, dict(self.settings), rep)
+            return ProtectedImage(result.cpu(), faces, None, self.method, dict(self.settings), rep)
+        return ProtectedImage(img.cpu(), faces, None, self.method, dict(self.settings), rep, patches=patches)
+
+    def _verify(self, img: torch.Tensor, patches: list[FacePatch], lms: torch.Tensor, M: torch.Tensor,
+                strengths: list[str]) -> list[FaceVerdict | None]:
+        """Verify every face on the faces' bounding region only (the clean photo and a patched copy of the region)."""
+        if self.verifier is None:
+            return [None] * int(lms.shape[0])
+        mats, sizes = [M], [tuple(get_template(self.template).size)]
+        for rec in self.verifier.models.values():
+            t = getattr(rec, "template", None)
+            if t is not None:
+                tt = get_template(t)
+                mats.append(alignment_matrices(lms, tt))
+                sizes.append(tuple(tt.size))
+        region = face_region(mats, sizes, (int(img.shape[1]), int(img.shape[2])))
+        if region is None:  # no face's crop touches the photo
+            region = (0, 0, int(img.shape[2]), int(img.shape[1]))
+        clean, patched, local = region_views(img, patches, lms, region)
+        return list(self.verifier.verify(clean, patched, local, strengths))
 
     def prefetch(self, path: str | os.PathLike[str]) -> None:
         """Start decoding a photo on a worker thread (a folder's next photo while the models work on this one)."""

@@ -4,11 +4,19 @@ Choice (the papers work on crops only): by default the *difference* between the 
 warped back and added to the photo (``mode="delta"``), so the photo keeps its full-resolution detail, an unmodified
 crop returns the photo bit-for-bit, and pixels outside the mask are never touched. ``mode="replace"`` blends the
 warped crop itself instead.
+
+Memory: the work is done per face region. :func:`face_patches` returns, per face, only the window of the photo its
+crop covers (:class:`FacePatch`); :func:`apply_patches` writes them into a photo in place. Nothing of the photo's
+full size is allocated except the result :func:`paste_back` returns (its ``inplace=True`` writes into ``image``
+instead) and the mask when ``return_mask`` asks for it. :func:`face_region` and :func:`region_views` give the
+bounding region of the faces, so whatever only looks at the faces (verification) works on that region.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import torch
 
@@ -65,7 +73,22 @@ def _window(M: torch.Tensor, crop_size: tuple[int, int], H: int, W: int) -> tupl
     return x0, y0, x1, y1
 
 
-def paste_back(
+@dataclass
+class FacePatch:
+    """One face's pasted window of the photo.
+
+    Attributes:
+        box: ``(x0, y0, x1, y1)``: the window ``[x0, x1) x [y0, y1)`` in photo pixels.
+        pixels: ``(3, y1-y0, x1-x0)`` the window's new pixels (every earlier face's patch already applied).
+        mask: ``(y1-y0, x1-x0)`` the face's feathered mask in the window (0: the pixel is the input's).
+    """
+
+    box: tuple[int, int, int, int]
+    pixels: torch.Tensor
+    mask: torch.Tensor
+
+
+def face_patches(
     image: torch.Tensor,
     crops: torch.Tensor,
     matrices: torch.Tensor,
@@ -74,24 +97,16 @@ def paste_back(
     original_crops: torch.Tensor | None = None,
     mode: str = "delta",
     mask: torch.Tensor | None = None,
-    return_mask: bool = False,
-) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-    """Warp modified crops back into ``image`` with a feathered mask.
+) -> list[FacePatch]:
+    """The pasted window of every face, computed on its window only (``image`` is not modified or copied).
 
-    Only a window around each face is resampled, so the cost does not grow with the photo's resolution.
+    Applying the patches in order (:func:`apply_patches`) gives exactly :func:`paste_back`'s result: where windows
+    overlap, a later face's window already holds the earlier faces' changes.
 
-    Args:
-        image: ``(3,H,W)`` RGB in [0,1] (the original photo).
-        crops: ``(N,3,h,w)`` modified crops aligned with ``matrices`` (image -> crop) to ``template``.
-        matrices: ``(N,2,3)`` alignment matrices from :func:`nullswap.faces.alignment.align_faces`.
-        template: the crops' template.
-        original_crops: the unmodified crops for ``mode="delta"`` (recomputed from ``image`` when omitted).
-        mode: ``"delta"`` (add the warped difference) or ``"replace"`` (blend the warped crop).
-        mask: ``(h,w)`` crop-space mask (default :func:`face_mask`).
-        return_mask: also return the ``(H,W)`` union of the pasted masks.
+    Args: as :func:`paste_back`.
 
-    Returns:
-        The new ``(3,H,W)`` image (clamped to [0,1]); with ``return_mask``, ``(image, mask)``.
+    Raises:
+        InputError: bad crop or matrix shapes, or an unknown mode.
     """
     check_image_batch(image.unsqueeze(0), "image")
     t = get_template(template)
@@ -104,9 +119,8 @@ def paste_back(
     if mode not in ("delta", "replace"):
         raise InputError(f"mode: expected 'delta' or 'replace', got {mode!r}")
     _, H, W = image.shape
-    out = image.clone()
-    full_mask = torch.zeros(H, W, dtype=image.dtype, device=image.device)
     m_crop = (mask if mask is not None else face_mask(t.size, device=image.device)).to(image.dtype)
+    patches: list[FacePatch] = []
     for i in range(crops.shape[0]):
         M = matrices[i].to(torch.float64)
         win = _window(M, t.size, H, W)
@@ -127,9 +141,140 @@ def paste_back(
         stacked = torch.cat([payload, m_crop.unsqueeze(0)], 0).unsqueeze(0)
         warped = warp_affine(stacked, back.unsqueeze(0), size)[0]
         pw, mw = warped[:3], warped[3].clamp(0, 1)
-        region = out[:, y0:y1, x0:x1]
+        region = image[:, y0:y1, x0:x1].clone()
+        for p in patches:  # earlier faces overlapping this window
+            _apply_one(region, p, (x0, y0))
         new = region + mw * pw if mode == "delta" else region * (1 - mw) + mw * pw
         # exactly the input where the mask is 0
-        out[:, y0:y1, x0:x1] = torch.where(mw > 0, new.clamp(0, 1), region)
-        full_mask[y0:y1, x0:x1] = torch.maximum(full_mask[y0:y1, x0:x1], mw)
-    return (out, full_mask) if return_mask else out
+        patches.append(FacePatch((x0, y0, x1, y1), torch.where(mw > 0, new.clamp(0, 1), region), mw))
+    return patches
+
+
+def _overlap(box: tuple[int, int, int, int], origin: tuple[int, int], shape: tuple[int, int]
+             ) -> tuple[slice, slice, slice, slice] | None:
+    """Slices (dst rows, dst cols, src rows, src cols) of ``box`` inside a canvas at ``origin`` of ``shape``."""
+    ox, oy = origin
+    x0, y0, x1, y1 = box
+    ax0, ay0 = max(x0, ox), max(y0, oy)
+    ax1, ay1 = min(x1, ox + shape[1]), min(y1, oy + shape[0])
+    if ax1 <= ax0 or ay1 <= ay0:
+        return None
+    return (slice(ay0 - oy, ay1 - oy), slice(ax0 - ox, ax1 - ox), slice(ay0 - y0, ay1 - y0),
+            slice(ax0 - x0, ax1 - x0))
+
+
+def _apply_one(canvas: torch.Tensor, patch: FacePatch, origin: tuple[int, int]) -> None:
+    sl = _overlap(patch.box, origin, (int(canvas.shape[-2]), int(canvas.shape[-1])))
+    if sl is not None:
+        dy, dx, sy, sx = sl
+        canvas[:, dy, dx] = patch.pixels[:, sy, sx].to(canvas.dtype)
+
+
+def apply_patches(canvas: torch.Tensor, patches: Iterable[FacePatch], origin: tuple[int, int] = (0, 0)
+                  ) -> torch.Tensor:
+    """Write ``patches`` into ``canvas`` in place, in order, and return it.
+
+    Args:
+        canvas: ``(C,h,w)``: the photo, or a region of it whose top-left pixel is ``origin`` = (x, y) in the photo
+            (parts of a patch outside the canvas are left out).
+        patches: from :func:`face_patches`.
+        origin: the canvas's offset in the photo.
+    """
+    for p in patches:
+        _apply_one(canvas, p, origin)
+    return canvas
+
+
+def patch_mask(patches: Iterable[FacePatch], size: tuple[int, int], *, dtype: torch.dtype = torch.float32
+               ) -> torch.Tensor:
+    """The ``(H,W)`` union (maximum) of the patches' masks, for ``size`` = (H, W) (a full-size allocation)."""
+    out = torch.zeros(size, dtype=dtype)
+    for p in patches:
+        x0, y0, x1, y1 = p.box
+        out[y0:y1, x0:x1] = torch.maximum(out[y0:y1, x0:x1], p.mask.to(dtype).cpu())
+    return out
+
+
+def face_region(matrices: Sequence[torch.Tensor] | torch.Tensor, crop_sizes: Sequence[tuple[int, int]],
+                size: tuple[int, int]) -> tuple[int, int, int, int] | None:
+    """The bounding region ``(x0, y0, x1, y1)`` of every crop's footprint in a photo of ``size`` = (H, W).
+
+    Args:
+        matrices: per template, ``(N,2,3)`` image -> crop matrices (e.g. :func:`alignment_matrices`).
+        crop_sizes: per template, its crop size (h, w).
+        size: the photo's (H, W).
+
+    Returns:
+        The region, clipped to the photo; ``None`` when no crop touches it. A crop's footprint that leaves the photo
+        leaves it on a side where the region reaches the photo's border, so aligning faces from the region gives the
+        crops aligning them from the photo gives (both pad with zeros outside the photo).
+    """
+    H, W = size
+    boxes = []
+    for Ms, cs in zip(matrices, crop_sizes, strict=True):
+        for M in Ms:
+            win = _window(M.to(torch.float64), cs, H, W)
+            if win is not None:
+                boxes.append(win)
+    if not boxes:
+        return None
+    return (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes))
+
+
+def region_views(image: torch.Tensor, patches: Sequence[FacePatch], landmarks: torch.Tensor,
+                 region: tuple[int, int, int, int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The clean and the patched photo restricted to ``region``, and the landmarks in the region's pixels.
+
+    Args:
+        image: ``(3,H,W)`` the clean photo (not modified: the clean view is a view of it, the patched one a copy of
+            the region only).
+        patches: from :func:`face_patches`.
+        landmarks: ``(N,K,2)`` in photo pixels.
+        region: ``(x0, y0, x1, y1)`` from :func:`face_region`.
+
+    Returns:
+        ``(clean, patched, landmarks)`` with ``clean``/``patched`` ``(3, y1-y0, x1-x0)``.
+    """
+    x0, y0, x1, y1 = region
+    clean = image[:, y0:y1, x0:x1]
+    patched = apply_patches(clean.clone(), patches, (x0, y0))
+    shift = torch.tensor([x0, y0], dtype=landmarks.dtype, device=landmarks.device)
+    return clean, patched, landmarks - shift
+
+
+def paste_back(
+    image: torch.Tensor,
+    crops: torch.Tensor,
+    matrices: torch.Tensor,
+    template: str | AlignmentTemplate,
+    *,
+    original_crops: torch.Tensor | None = None,
+    mode: str = "delta",
+    mask: torch.Tensor | None = None,
+    return_mask: bool = False,
+    inplace: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Warp modified crops back into ``image`` with a feathered mask.
+
+    Only a window around each face is resampled (:func:`face_patches`), so the cost does not grow with the photo's
+    resolution; the one full-size allocation is the returned copy (none with ``inplace``).
+
+    Args:
+        image: ``(3,H,W)`` RGB in [0,1] (the original photo).
+        crops: ``(N,3,h,w)`` modified crops aligned with ``matrices`` (image -> crop) to ``template``.
+        matrices: ``(N,2,3)`` alignment matrices from :func:`nullswap.faces.alignment.align_faces`.
+        template: the crops' template.
+        original_crops: the unmodified crops for ``mode="delta"`` (recomputed from ``image`` when omitted).
+        mode: ``"delta"`` (add the warped difference) or ``"replace"`` (blend the warped crop).
+        mask: ``(h,w)`` crop-space mask (default :func:`face_mask`).
+        return_mask: also return the ``(H,W)`` union of the pasted masks.
+        inplace: write into ``image`` instead of a copy.
+
+    Returns:
+        The new ``(3,H,W)`` image (clamped to [0,1]); with ``return_mask``, ``(image, mask)``.
+    """
+    patches = face_patches(image, crops, matrices, template, original_crops=original_crops, mode=mode, mask=mask)
+    out = apply_patches(image if inplace else image.clone(), patches)
+    if not return_mask:
+        return out
+    return out, patch_mask(patches, (int(image.shape[1]), int(image.shape[2])), dtype=image.dtype).to(image.device)
