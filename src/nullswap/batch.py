@@ -12,8 +12,10 @@ Rules (what ``nullswap protect`` documents):
   the settings. A photo whose output exists with a matching manifest entry is skipped.
 - Outcomes per photo: its worst face's verdict, ``protected``, ``partial`` or ``weak`` (:mod:`nullswap.verdict`;
   ``unverified`` when verification is off; the output is written in every case), ``skipped`` (done before: the
-  verdicts recorded then are kept), ``no-face`` (nothing to protect: no output written, not a failure), ``failed``
-  (unreadable or not an image, unwritable output, ...: reported, the batch goes on).
+  verdicts recorded then are kept), ``no-face`` (nothing to protect: no output written, not a failure),
+  ``unsupported`` (a readable image nullswap does not protect, an animated GIF/WebP/PNG or a multi-page TIFF: listed
+  with its reason, no output written, not a failure), ``failed`` (unreadable or not an image, unwritable output,
+  ...: reported, the batch goes on).
 - Before the work: :func:`check_output_folders` creates and probes every output folder, so an unwritable one stops
   the run before the first photo.
 """
@@ -32,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nullswap.errors import ImageWriteError, InputError, NullswapError
+from nullswap.errors import ImageWriteError, InputError, NullswapError, UnsupportedImageError
 from nullswap.faces.io import is_image_path
 
 log = logging.getLogger(__name__)
@@ -54,7 +56,7 @@ class Outcome:
 
     source: Path
     output: Path | None
-    status: str  # protected | partial | weak | unverified | skipped | no-face | failed
+    status: str  # protected | partial | weak | unverified | skipped | no-face | unsupported | failed
     faces: int = 0
     message: str = ""
     report: dict[str, Any] | None = None
@@ -63,7 +65,8 @@ class Outcome:
 
 
 #: Every photo status, in summary order.
-STATUSES: tuple[str, ...] = ("protected", "partial", "weak", "unverified", "skipped", "no-face", "failed")
+STATUSES: tuple[str, ...] = ("protected", "partial", "weak", "unverified", "skipped", "no-face", "unsupported",
+                             "failed")
 
 
 def expand_inputs(inputs: Sequence[str | Path]) -> tuple[list[Path], list[Outcome]]:
@@ -221,6 +224,8 @@ def run_batch(
             if isinstance(cur, _Todo):
                 try:
                     item = (cur, protect_file(cur.job.source))
+                except UnsupportedImageError as e:  # animated / multi-page: listed, not a failure
+                    item = Outcome(cur.job.source, None, "unsupported", message=e.reason)
                 except NullswapError as e:
                     item = Outcome(cur.job.source, None, "failed", message=str(e))
                 except (OSError, ValueError, RuntimeError) as e:  # unexpected: still never stop the batch

@@ -33,9 +33,12 @@ HELP = (
     "Every face is verified by recognizers: arcface-mbf (the extractor class of face-swap models) plus at least one "
     "the method did not optimise against. protected: below the verification threshold of every verifier; partial: "
     "of some; weak: of none. A photo's status is its worst face's. GPS locations are removed unless --keep-gps.\n\n"
-    "Exit codes: 0 every photo done (protected, partial, weak, skipped or no face); 1 a photo failed (unreadable, "
-    "not writable); 2 nothing was done (bad option, device, missing weights, unwritable output folder, no images "
-    "found); 3 --fail-on reached; 130 interrupted (Ctrl-C: run the same command again to resume)."
+    "Photos above Pillow's decompression-bomb limit (89.5 MP) are refused unless --max-pixels allows them. "
+    "Animated GIF/WebP/PNG and multi-page TIFF are listed as 'unsupported' (not protected, not a failure).\n\n"
+    "Exit codes: 0 every photo done (protected, partial, weak, skipped, no face or unsupported); 1 a photo failed "
+    "(unreadable, not writable, too many pixels); 2 nothing was done (bad option, device, missing weights, "
+    "unwritable output folder, no images found); 3 --fail-on reached; 130 interrupted (Ctrl-C: run the same "
+    "command again to resume)."
 )
 
 
@@ -85,6 +88,10 @@ def protect(
                                                 "number of physical cores).", show_default=False)] = None,
     refine: Annotated[int, typer.Option(metavar="K", help="Method nullswap only: K attack steps on the model's "
                                         "training recognizers after the one pass (stronger, slower).")] = 0,
+    max_pixels: Annotated[int | None, typer.Option("--max-pixels", metavar="N", help="Accept photos of up to N "
+                                                   "pixels (width x height; default: Pillow's decompression-bomb "
+                                                   "limit, 89478485). Memory grows with the photo: about 16 bytes "
+                                                   "per pixel.", show_default=False)] = None,
 ) -> None:
     """Protect the faces in photos against face swapping, and verify each face (full text: :data:`HELP`)."""
     from nullswap.batch import check_output_folders, expand_inputs, plan_outputs
@@ -100,6 +107,12 @@ def protect(
         _die(f"--threads: expected a number >= 1, got {threads}")
     if refine < 0:
         _die(f"--refine: expected a number of steps >= 0, got {refine}")
+    if max_pixels is not None:
+        if max_pixels < 1:
+            _die(f"--max-pixels: expected a number of pixels >= 1, got {max_pixels}")
+        from nullswap.faces.io import set_max_pixels
+
+        set_max_pixels(max_pixels)
 
     photos, bad = expand_inputs(inputs)
     for o in bad:
@@ -184,6 +197,7 @@ def _header(pp: Any) -> str:
 
 
 def _run(jobs: list[Any], pp: Any, settings: dict[str, Any], report: bool, keep_gps: bool) -> list[Outcome]:
+    """Run the batch with two progress bars: photos, and the faces of the photo at work (each with an ETA)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from nullswap.batch import run_batch
@@ -193,20 +207,42 @@ def _run(jobs: list[Any], pp: Any, settings: dict[str, Any], report: bool, keep_
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                       TextColumn("{task.fields[name]}"), console=console, transient=True) as bar:
             task = bar.add_task("protecting", total=len(jobs), name="")
+            faces = bar.add_task("  faces", total=None, name="", visible=False)
+            current: dict[str, str] = {"name": ""}
+
+            def face_progress(n_done: int, n_total: int, strength: str) -> None:
+                if n_done == 0:  # a new pass over a photo's faces (a redo at a higher strength is a new pass)
+                    bar.reset(faces, total=n_total, visible=True, name=f"{current['name']} ({strength})")
+                bar.update(faces, completed=n_done)
+
+            def protect_one(p: Path) -> Any:
+                current["name"] = p.name
+                bar.update(task, name=p.name)
+                return pp.protect_file(p, report=report)
 
             def done(o: Outcome) -> None:
                 nonlocal done_count
                 done_count += 1
-                bar.update(task, advance=1, name=o.source.name)
+                bar.update(task, advance=1)
                 if o.status == "failed":
-                    console.print(f"[red]failed[/red] {o.source}: {o.message}", highlight=False)
+                    console.print(f"[red]failed[/red] {o.source}: {o.message}", highlight=False, soft_wrap=True)
+                elif o.status == "unsupported":
+                    console.print(f"[yellow]unsupported[/yellow] {o.source}: {_reason(o.message)}",
+                                  highlight=False, soft_wrap=True)
 
-            return run_batch(jobs, lambda p: pp.protect_file(p, report=report), settings=settings, report=report,
-                             strip_gps=not keep_gps, on_done=done, prefetch=getattr(pp, "prefetch", None))
+            if hasattr(pp, "on_progress"):
+                pp.on_progress = face_progress
+            return run_batch(jobs, protect_one, settings=settings, report=report, strip_gps=not keep_gps,
+                             on_done=done, prefetch=getattr(pp, "prefetch", None))
     except KeyboardInterrupt:
         console.print(f"interrupted after {done_count} photo{'s' if done_count != 1 else ''}; run the same command "
                       "again to resume", highlight=False)
         raise typer.Exit(EXIT_INTERRUPTED) from None
+
+
+def _reason(message: str) -> str:
+    """An ``unsupported: ...`` message without its prefix (the status column already says it)."""
+    return message.removeprefix("unsupported: ")
 
 
 def _short(path: Path, root: Path | None, width: int = NAME_WIDTH) -> str:
@@ -246,6 +282,7 @@ def _table(outcomes: list[Outcome]) -> Any:
         status = o.status
         if not o.verdicts:
             detail = {"no-face": "no face found, no output",
+                      "unsupported": _reason(o.message),
                       "unverified": f"{o.faces} face{'s' if o.faces != 1 else ''}, not verified"}.get(o.status,
                                                                                                    o.message)
             t.add_row(name, "-" if not o.faces else "all", status, detail, "")
