@@ -9,6 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
+from nullswap import written
 from nullswap.faces.io import read_image, write_image
 from nullswap.written import apply_windows, save_encoded, written_pixels, written_region
 
@@ -53,7 +54,10 @@ def _patches(clean: torch.Tensor):
         ("WEBP", ".webp", "RGB", 1),
     ],
 )
-def test_written_region_is_what_the_file_reads_back(tmp_path, fmt, suffix, mode, orientation):
+@pytest.mark.parametrize("in_place", [False, True])
+def test_written_region_is_what_the_file_reads_back(tmp_path, monkeypatch, fmt, suffix, mode, orientation, in_place):
+    if in_place:  # the large-photo path: patched in place, the writer decodes the source to compare
+        monkeypatch.setattr(written, "COPY_MAX_PIXELS", 0)
     src = _photo(tmp_path / f"in{suffix}", fmt, mode, orientation)
     clean_before = src.tensor.clone()
     patches = _patches(src.tensor)
