@@ -7,10 +7,15 @@ Photos (JPEG, written once into a temporary folder, quality 92, 4:2:0):
     1 MP: ``--photo`` resized to 1 megapixel (one face); 12 MP: ``--photo`` cropped to 4:3 and enlarged to
     4000 x 3000 (one face); group: ``--group`` as it is (6 faces).
 Per photo and method (models built once per method, one warm-up photo first): the wall time of
-``PhotoProtector.protect_file`` + ``ProtectedImage.save`` (the same calls as ``nullswap protect``), and its split from
-``PhotoProtector.timings``: decode (full decode, on a worker thread, overlapped with preview + detect), preview
-(draft-mode decode for SCRFD), detect, align, cloak, paste, verify (arcface-mbf + the unseen verifiers), encode
-(the save). nullswap runs ``--repeat`` times (mean), PGD and refine once.
+``PhotoProtector.protect_file`` + ``ProtectedImage.save`` (the same calls as ``nullswap protect``), the process's CPU
+seconds beside it (less inflated than the wall time on a busy machine; the decode thread's included), and the split
+from ``PhotoProtector.timings`` (wall): decode (full decode, on a worker thread, overlapped with preview + detect),
+preview (draft-mode decode for SCRFD), detect, align, cloak, paste, verify (arcface-mbf + the unseen verifiers,
+batched), written (the output encoded once for the verdict and decoded: :mod:`nullswap.written`), encode (the save:
+for a JPEG the bytes encoded for the verdict, written as they are). nullswap runs ``--repeat`` times (mean), PGD and
+refine once. ``--verify-before`` adds a row per photo with the verification as it was before the batched, on-disk
+verdict (each verifier aligning the whole in-memory photo and embedding clean and protected crops in two forwards, no
+cache; the JPEG encoded by the save), on the same models in the same run.
 Folders: ``--n`` copies of the shared JPEGs at their own size, and ``--n12`` copies of the 12-MP photo, through
 ``nullswap.batch.run_batch`` with prefetch and the writer thread (what ``nullswap protect DIR`` runs) and, for
 comparison, one photo at a time; photos/s and the process's peak RSS after each (``resource.getrusage``; the
@@ -32,6 +37,7 @@ from PIL import Image
 
 from nullswap.batch import plan_outputs, run_batch
 from nullswap.protection import STAGES, PhotoProtector, physical_cores
+from nullswap.verdict import FaceVerdict, VerifierScore, face_outcome
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "photos"
 SPLIT = (*STAGES, "encode")
@@ -54,7 +60,8 @@ def make_photos(photo: Path, group: Path, folder: Path) -> dict[str, Path]:
     x0, y0 = (w - cw) // 2, (h - ch) // 2
     twelve = folder / "photo-12mp.jpg"
     im.crop((x0, y0, x0 + cw, y0 + ch)).resize((4000, 3000), Image.Resampling.BICUBIC).save(
-        twelve, quality=92, subsampling=2)
+        twelve, quality=92, subsampling=2
+    )
     grp = folder / "group.jpg"
     shutil.copyfile(group, grp)
     return {"1 MP": one, "12 MP": twelve, "group": grp}
@@ -65,16 +72,41 @@ def time_photo(pp: PhotoProtector, path: Path, out: Path, repeat: int) -> tuple[
     acc: dict[str, float] = {}
     faces, status = 0, ""
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         res = pp.protect_file(path)
         t1 = time.perf_counter()
         if res.faces:
             res.save(out, overwrite=True)
         t2 = time.perf_counter()
-        for k, v in {**pp.timings, "encode": t2 - t1, "total": t2 - t0}.items():
+        cpu = time.process_time() - c0
+        for k, v in {**pp.timings, "encode": t2 - t1, "total": t2 - t0, "cpu": cpu}.items():
             acc[k] = acc.get(k, 0.0) + v / repeat
         faces, status = len(res.faces), res.status
     return acc, faces, status
+
+
+def legacy_verify(pp: PhotoProtector):
+    """``PhotoProtector._verify`` as it was before the batched, on-disk verdict (for the ``--verify-before`` rows)."""
+    from nullswap.faces.alignment import align_faces
+    from nullswap.written import apply_windows
+
+    def _verify(img, patches, lms, M, strengths, source=None, cache=None):  # noqa: ARG001 - the same signature
+        result = apply_windows(img.clone(), patches)  # the in-memory photo, as paste_back returned it
+        v = pp.verifier
+        cos = {}
+        with torch.no_grad():
+            for name, rec in v.models.items():
+                a, _ = align_faces(img, lms, rec.template)
+                b, _ = align_faces(result, lms, rec.template)
+                cos[name] = torch.nn.functional.cosine_similarity(rec(a).float(), rec(b).float(), dim=1).tolist()
+        pp._encoded = None  # the save encodes
+        out = []
+        for i, s in enumerate(strengths):
+            scores = [VerifierScore(n, v.is_seen(n), cos[n][i], dict(v.thresholds[n])) for n in v.models]
+            out.append(FaceVerdict(face_outcome([sc.fooled for sc in scores]), scores, s))
+        return out
+
+    return _verify
 
 
 def folder_rate(pp: PhotoProtector, sources: list[Path], out: Path, pipelined: bool) -> float:
@@ -108,14 +140,21 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=50, help="photos in the folder of shared JPEGs (0: skip)")
     ap.add_argument("--n12", type=int, default=10, help="photos in the folder of 12-MP copies (0: skip)")
     ap.add_argument("--no-pgd", action="store_true", help="skip PGD (no ratio)")
+    ap.add_argument(
+        "--verify-before",
+        action="store_true",
+        help="add rows with the verification as it was before the batched, on-disk verdict",
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     tmp = Path(tempfile.mkdtemp(prefix="nullswap-bench-"))
     try:
         photos = make_photos(args.photo, args.group, tmp)
-        print(f"host: {platform.machine()}, {physical_cores()} physical cores, torch {torch.__version__}, threads "
-              f"{args.threads}, detector {args.detector}; photos: "
-              + ", ".join(f"{k} {Image.open(p).size[0]}x{Image.open(p).size[1]}" for k, p in photos.items()))
+        print(
+            f"host: {platform.machine()}, {physical_cores()} physical cores, torch {torch.__version__}, threads "
+            f"{args.threads}, detector {args.detector}; photos: "
+            + ", ".join(f"{k} {Image.open(p).size[0]}x{Image.open(p).size[1]}" for k, p in photos.items())
+        )
         t = time.perf_counter()
         pp = PhotoProtector("nullswap", checkpoint=args.checkpoint, seed=0, device="cpu", detector=args.detector)
         print(f"nullswap models loaded in {time.perf_counter() - t:.2f} s; peak RSS {peak_rss_mb():.0f} MiB")
@@ -136,35 +175,63 @@ def main() -> None:
             rate = folder_rate(pp, sources, tmp / "out-folder", pipelined=True)
             rss = peak_rss_mb()
             seq = folder_rate(pp, sources, tmp / "out-folder", pipelined=False)
-            print(f"folder of {n} {label}: pipelined {rate:.2f} photos/s, one at a time {seq:.2f} photos/s "
-                  f"({rate / seq:.2f}x); peak RSS after the pipelined run {rss:.0f} MiB")
+            print(
+                f"folder of {n} {label}: pipelined {rate:.2f} photos/s, one at a time {seq:.2f} photos/s "
+                f"({rate / seq:.2f}x); peak RSS after the pipelined run {rss:.0f} MiB"
+            )
 
         # ------------------------------------------------------------------ per photo
         rows: dict[str, dict[str, tuple[dict[str, float], int, str]]] = {}
         rows["nullswap"] = {k: time_photo(pp, p, tmp / f"out-{p.name}", args.repeat) for k, p in photos.items()}
+        if args.verify_before:
+            pp._verify = legacy_verify(pp)
+            rows["nullswap, verify before"] = {
+                k: time_photo(pp, p, tmp / f"out-{p.name}", args.repeat) for k, p in photos.items()
+            }
+            del pp._verify
         if args.refine:
-            ppr = PhotoProtector("nullswap", checkpoint=args.checkpoint, seed=0, device="cpu", detector=args.detector,
-                                 refine=args.refine)
+            ppr = PhotoProtector(
+                "nullswap", checkpoint=args.checkpoint, seed=0, device="cpu", detector=args.detector, refine=args.refine
+            )
             ppr.protect_file(photos["1 MP"])
-            rows[f"nullswap refine {args.refine}"] = {k: time_photo(ppr, p, tmp / f"out-{p.name}", 1)
-                                                      for k, p in photos.items()}
+            rows[f"nullswap refine {args.refine}"] = {
+                k: time_photo(ppr, p, tmp / f"out-{p.name}", 1) for k, p in photos.items()
+            }
             del ppr
         if not args.no_pgd:
             ppg = PhotoProtector("pgd", strength="mid", seed=0, device="cpu", detector=args.detector)
             ppg.protect_file(photos["1 MP"])
             rows["pgd mid"] = {k: time_photo(ppg, p, tmp / f"out-{p.name}", 1) for k, p in photos.items()}
         print(f"peak RSS at the end {peak_rss_mb():.0f} MiB")
+        if args.verify_before:
+            print()
+            print("verification (verify + written + encode), before -> now, per photo:")
+            for photo in photos:
+                now, before = rows["nullswap"][photo][0], rows["nullswap, verify before"][photo][0]
+                a = sum(before.get(k, 0.0) for k in ("verify", "written", "encode"))
+                b = sum(now.get(k, 0.0) for k in ("verify", "written", "encode"))
+                print(
+                    f"  {photo}: {a * 1e3:.0f} ms -> {b * 1e3:.0f} ms ({a / b:.2f}x faster); whole photo "
+                    f"{before['total']:.3f} s -> {now['total']:.3f} s ({before['total'] / now['total']:.2f}x), "
+                    f"process CPU {before['cpu']:.3f} s -> {now['cpu']:.3f} s ({before['cpu'] / now['cpu']:.2f}x)"
+                )
         print()
-        print("| photo | method | faces | status | total s | " + " | ".join(f"{s} ms" for s in SPLIT)
-              + " | vs nullswap |")
-        print("|---|---|---|---|---|" + "---|" * len(SPLIT) + "---|")
+        print(
+            "| photo | method | faces | status | total s | cpu s | "
+            + " | ".join(f"{s} ms" for s in SPLIT)
+            + " | vs nullswap |"
+        )
+        print("|---|---|---|---|---|---|" + "---|" * len(SPLIT) + "---|")
         for photo in photos:
             base = rows["nullswap"][photo][0]["total"]
             for method, per in rows.items():
                 tm, faces, status = per[photo]
                 ratio = "" if method == "nullswap" else f"{tm['total'] / base:.1f}x"
-                print(f"| {photo} | {method} | {faces} | {status} | {tm['total']:.3f} | "
-                      + " | ".join(f"{tm[s] * 1e3:.0f}" if s in tm else "-" for s in SPLIT) + f" | {ratio} |")
+                print(
+                    f"| {photo} | {method} | {faces} | {status} | {tm['total']:.3f} | {tm['cpu']:.3f} | "
+                    + " | ".join(f"{tm[s] * 1e3:.0f}" if s in tm else "-" for s in SPLIT)
+                    + f" | {ratio} |"
+                )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -81,3 +81,22 @@ def _counting(forward, calls):
         return forward(x)
 
     return wrapped
+
+
+@pytest.mark.shared
+def test_verdict_is_on_the_written_file(photos_dir, tmp_path):
+    """The verdict's cosines are those of the saved JPEG's faces, and the save writes the bytes verified."""
+    from nullswap.protection import PhotoProtector
+
+    pp = PhotoProtector("nullswap", seed=0, device="cpu")
+    res = pp.protect_file(photos_dir / "obama1.jpg")
+    assert res.faces and res.encoded is not None and pp.timings["written"] > 0
+    out = res.save(tmp_path / "out.jpg")
+    assert out.read_bytes() == res.encoded.data
+    lms = torch.tensor([f.landmarks for f in res.faces])
+    on_disk = pp.verifier.cosines(read_image(photos_dir / "obama1.jpg").tensor, read_image(out).tensor, lms)
+    in_memory = pp.verifier.cosines(res.source.tensor, res.image, lms)
+    for i, face in enumerate(res.faces):
+        for score in face.verdict.scores:
+            assert score.cosine == pytest.approx(on_disk[score.name][i], abs=1e-5), score.name
+    assert any(abs(on_disk[n][i] - in_memory[n][i]) > 1e-5 for n in on_disk for i in range(len(res.faces)))

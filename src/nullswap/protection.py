@@ -33,7 +33,8 @@ from nullswap.faces.detection import Detections, FaceDetector, create_detector
 from nullswap.faces.io import LoadedImage, read_image, to_uint8
 from nullswap.faces.pasteback import FacePatch, apply_patches, face_patches, face_region, region_views
 from nullswap.faces.templates import get_template
-from nullswap.verdict import FaceVerdict, Verifier, choose_verifiers, optimised_recognizers, worst_outcome
+from nullswap.verdict import FaceVerdict, Verifier, VerifyCache, choose_verifiers, optimised_recognizers, worst_outcome
+from nullswap.written import EncodedPhoto, decode_region, save_encoded, written_pixels, written_region
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,9 @@ PER_IMAGE_METHODS = ("pgd", "fgsm")
 DEFAULT_DETECTOR = "scrfd"
 
 #: Stages of :attr:`PhotoProtector.timings` (seconds of the last photo; ``decode`` runs on a worker thread).
-STAGES = ("decode", "preview", "detect", "align", "cloak", "paste", "verify")
+#: ``written``: the pixels the output file gives back, for the verdict (a JPEG's encode, kept for the save, and a
+#: decode: :mod:`nullswap.written`); ``verify`` excludes it.
+STAGES = ("decode", "preview", "detect", "align", "cloak", "paste", "verify", "written")
 
 
 def physical_cores() -> int:
@@ -108,6 +111,8 @@ class ProtectedImage:
         self.settings = settings if settings is not None else {}
         self.report = report
         self.patches = patches or None
+        #: the output file's bytes, encoded for the verdict (:mod:`nullswap.written`); :meth:`save` writes them
+        self.encoded: EncodedPhoto | None = None
 
     @property
     def image(self) -> torch.Tensor:
@@ -119,7 +124,7 @@ class ProtectedImage:
 
     @image.setter
     def image(self, value: torch.Tensor) -> None:
-        self._image, self.patches = value, None
+        self._image, self.patches, self.encoded = value, None, None
 
     def __repr__(self) -> str:
         return (f"ProtectedImage(size={tuple(self._image.shape)}, faces={len(self.faces)}, method={self.method!r}, "
@@ -144,11 +149,14 @@ class ProtectedImage:
             strip_gps: drop the EXIF GPS block (default: a privacy tool does not pass the location on).
             overwrite: allow replacing an existing file.
         """
-        from nullswap.faces.io import write_image
+        from nullswap.faces.io import output_format, write_image
 
         # what the file keeps of the source (JPEG: copied blocks, sizes; greyscale, fallbacks): nullswap.faces.io
         written: dict[str, Any] = {}
-        if self.patches is not None and self.source is not None and self.source.tensor is self._image:
+        enc = self.encoded
+        if enc is not None and enc.strip_gps == strip_gps and output_format(path, self.source) == enc.format:
+            out = save_encoded(path, enc, overwrite=overwrite, record=written)  # the bytes the verdict was made on
+        elif self.patches is not None and self.source is not None and self.source.tensor is self._image:
             out = self._save_patched(path, strip_gps, overwrite, written)
         else:
             out = write_image(path, self.image, like=self.source, strip_gps=strip_gps, overwrite=overwrite,
@@ -444,12 +452,17 @@ class PhotoProtector:
         self.timings = {}
         return self._protect(image, None, report)
 
-    def _protect(self, image: torch.Tensor, det: Detections | None, report: bool) -> ProtectedImage:
+    def _protect(self, image: torch.Tensor, det: Detections | None, report: bool,
+                 source: LoadedImage | None = None) -> ProtectedImage:
         """Protect a photo; ``det``: its faces when already found (on a draft-mode copy), else detected here.
 
-        Every face of the photo is cloaked in one batch (up to ``batch_size`` faces per protector call).
+        Every face of the photo is cloaked in one batch (up to ``batch_size`` faces per protector call). The faces
+        are verified on the pixels the output file gives back (``source``: the file's :class:`LoadedImage`, whose
+        ``tensor`` is ``image``; ``None``: 8-bit rounding), see :mod:`nullswap.written`.
         """
         tm = self.timings
+        self._encoded: EncodedPhoto | None = None
+        cache = VerifyCache()  # this photo's clean embeddings, across the until-protected re-verifications
         img = check_image_batch(image.unsqueeze(0) if image.ndim == 3 else image, "photo")
         if img.shape[0] != 1:
             raise InputError(f"photo: expected one image (3,H,W), got a batch of {img.shape[0]}")
@@ -478,7 +491,7 @@ class PhotoProtector:
         tm.update(align=t1 - t, cloak=t2 - t1, paste=t3 - t2)
         verdicts: list[FaceVerdict | None] = [None] * n
         if self.verifier is not None:
-            verdicts = self._verify(img, patches, lms, M, strengths)
+            verdicts = self._verify(img, patches, lms, M, strengths, source, cache)
             while self.until_protected:
                 redo = [i for i, v in enumerate(verdicts)
                         if v is not None and v.outcome == "weak" and strengths[i] != STRENGTHS[-1]]
@@ -494,18 +507,20 @@ class PhotoProtector:
                         strengths[i] = level
                         tried[i].append(level)
                 patches = face_patches(img, protected, M, self.template, original_crops=crops)
-                verdicts = self._verify(img, patches, lms, M, strengths)
+                verdicts = self._verify(img, patches, lms, M, strengths, source, cache)
             for v, t in zip(verdicts, tried, strict=True):
                 if v is not None:
                     v.tried = t
-            tm["verify"] = time.perf_counter() - t3  # with the redone faces' cloak and paste (until-protected)
+            # with the redone faces' cloak and paste (until-protected); the written pixels apart
+            tm["verify"] = time.perf_counter() - t3 - tm.get("written", 0.0)
         faces = [FaceResult(b, lm, s, verdict=v) for b, lm, s, v in
                  zip(det.boxes.tolist(), det.landmarks.tolist(), det.scores.tolist(), verdicts, strict=True)]
         rep = None
         patches = [FacePatch(p.box, p.pixels.cpu(), p.mask.cpu()) for p in patches]
         if report:  # the report measures the whole photo (its JPEG re-compression): one full-size copy
             result = apply_patches(img.clone(), patches)
-            rep = self.report(img, result, lms, faces)
+            on_disk = written_pixels(result, source)[0] if self._encoded is None else decode_region(self._encoded.data)
+            rep = self.report(img, on_disk.to(img.device), lms, faces)  # what the written file holds
             if self._guard_log["crops"]:
                 # the guard is applied at inference only: say how often it changed the model's raw output
                 rep["psnr_guard"] = {**self._guard_log, "note": "crops whose change was scaled down to keep the "
@@ -514,8 +529,13 @@ class PhotoProtector:
         return ProtectedImage(img.cpu(), faces, None, self.method, dict(self.settings), rep, patches=patches)
 
     def _verify(self, img: torch.Tensor, patches: list[FacePatch], lms: torch.Tensor, M: torch.Tensor,
-                strengths: list[str]) -> list[FaceVerdict | None]:
-        """Verify every face on the faces' bounding region only (the clean photo and a patched copy of the region)."""
+                strengths: list[str], source: LoadedImage | None = None,
+                cache: VerifyCache | None = None) -> list[FaceVerdict | None]:
+        """Verify every face on the faces' bounding region only: the clean photo and what the written file gives back.
+
+        The written pixels (:func:`nullswap.written.written_region`) also leave the output's encoded bytes in
+        ``self._encoded`` for :meth:`ProtectedImage.save`.
+        """
         if self.verifier is None:
             return [None] * int(lms.shape[0])
         mats, sizes = [M], [tuple(get_template(self.template).size)]
@@ -528,8 +548,11 @@ class PhotoProtector:
         region = face_region(mats, sizes, (int(img.shape[1]), int(img.shape[2])))
         if region is None:  # no face's crop touches the photo
             region = (0, 0, int(img.shape[2]), int(img.shape[1]))
-        clean, patched, local = region_views(img, patches, lms, region)
-        return list(self.verifier.verify(clean, patched, local, strengths))
+        clean, _, local = region_views(img, [], lms, region)
+        t = time.perf_counter()
+        patched, self._encoded = written_region(img, patches, source, region)
+        self.timings["written"] = self.timings.get("written", 0.0) + time.perf_counter() - t
+        return list(self.verifier.verify(clean, patched, local, strengths, cache=cache))
 
     def prefetch(self, path: str | os.PathLike[str]) -> None:
         """Start decoding a photo on a worker thread (a folder's next photo while the models work on this one)."""
@@ -606,8 +629,9 @@ class PhotoProtector:
         if det is not None and tuple(loaded.tensor.shape[1:]) != preview.size:
             log.warning("draft copy of %s does not match its full decode: detecting on the full decode", path)
             det = None
-        out = self._protect(loaded.tensor, det, report)
+        out = self._protect(loaded.tensor, det, report, loaded)
         out.source = loaded
+        out.encoded = self._encoded
         if out.report is not None:
             out.report["source"] = str(path)
         return out
