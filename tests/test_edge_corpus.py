@@ -202,8 +202,13 @@ CASES: list[Case] = [
     Case("tiff", "prot_rgb.tif", _save(fmt="TIFF"), "protected", _fmt("TIFF", "RGB")),
     Case("tiff-16bit-rgb", "prot_c16.tif", _tiff16, "protected", _tiff_depth16),
     Case("bmp", "prot_rgb.bmp", _save(), "protected", _fmt("BMP")),
-    Case("webp-lossless", "prot_ll.webp", _save(lossless=True), "protected",
-         lambda s, o: (_fmt("WEBP")(s, o), _same_pixels(s, o))),
+    Case(
+        "webp-lossless",
+        "prot_ll.webp",
+        _save(lossless=True),
+        "protected",
+        lambda s, o: (_fmt("WEBP")(s, o), _same_pixels(s, o)),
+    ),
     Case("webp-lossy", "prot_lossy.webp", _save(quality=80), "protected", _fmt("WEBP")),
     Case("gif-still", "prot_still.gif", _save(), "protected", _fmt("GIF")),
     Case("avif", "prot_rgb.avif", _save(fmt="AVIF") if features.check("avif") else None, "protected", _avif),
@@ -214,17 +219,28 @@ CASES: list[Case] = [
     Case("two-faces-worst-decides", "prot+weak_two.png", _save(), "weak"),
     Case("no-face", "none_landscape.png", _save(), "no-face"),
     Case("animated-gif", "prot_anim.gif", _animated("GIF", duration=100), "unsupported", message=r"animated GIF \(3"),
-    Case("animated-webp", "prot_anim.webp", _animated("WEBP", duration=100), "unsupported",
-         message=r"animated WEBP \(3"),
+    Case(
+        "animated-webp", "prot_anim.webp", _animated("WEBP", duration=100), "unsupported", message=r"animated WEBP \(3"
+    ),
     Case("animated-png", "prot_anim.png", _animated("PNG", duration=100), "unsupported", message=r"animated PNG \(3"),
     Case("multi-page-tiff", "prot_pages.tif", _animated("TIFF"), "unsupported", message=r"multi-page TIFF \(3"),
     Case("empty-file", "prot_empty.png", _bytes(b""), "failed", message="empty"),
     Case("truncated-jpeg", "prot_trunc.jpg", _truncated("JPEG"), "failed", message="truncated"),
     Case("truncated-png", "prot_trunc.png", _truncated("PNG"), "failed", message="truncated"),
-    Case("text-named-jpg", "prot_notes.jpg", _bytes(b"just some text, not an image\n" * 4), "failed",
-         message="not an image"),
-    Case("random-bytes-png", "prot_noise.png", _bytes(np.random.default_rng(0).bytes(2048)), "failed",
-         message="not an image|corrupt"),
+    Case(
+        "text-named-jpg",
+        "prot_notes.jpg",
+        _bytes(b"just some text, not an image\n" * 4),
+        "failed",
+        message="not an image",
+    ),
+    Case(
+        "random-bytes-png",
+        "prot_noise.png",
+        _bytes(np.random.default_rng(0).bytes(2048)),
+        "failed",
+        message="not an image|corrupt",
+    ),
     Case("over-max-pixels", "prot_big.png", _big, "failed", message=r"300,000 pixels.*--max-pixels"),
     Case("name-collision-a", "a/prot_same.png", _save(), "protected", _fmt("PNG")),
     Case("name-collision-b", "b/prot_same.png", _save(), "protected", _fmt("PNG")),
@@ -258,8 +274,17 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     digests = {k: hashlib.sha256(p.read_bytes()).hexdigest() for k, p in paths.items() if p.is_file()}
     old = nio.MAX_PIXELS
     try:
-        result = _run([str(folder), *(str(root / c.arg) for c in CASES if c.arg), "--out", str(out), "--report",
-                       "--max-pixels", str(MAX_PIXELS)])
+        result = _run(
+            [
+                str(folder),
+                *(str(root / c.arg) for c in CASES if c.arg),
+                "--out",
+                str(out),
+                "--report",
+                "--max-pixels",
+                str(MAX_PIXELS),
+            ]
+        )
     finally:
         nio.set_max_pixels(old)
         mp.undo()
@@ -271,8 +296,10 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 def test_the_corpus_has_at_least_35_cases_each_documented():
     ids = [c.id for c in CASES]
     assert len(ids) >= 35 and len(set(ids)) == len(ids)
-    rows = {m.group(1): m.group(2) for m in re.finditer(r"^\| `([a-z0-9-]+)` \|[^|]*\| `([a-z-]+)` \|", DOC.read_text(),
-                                                         re.M)}
+    rows = {
+        m.group(1): m.group(2)
+        for m in re.finditer(r"^\| `([a-z0-9-]+)` \|[^|]*\| `([a-z-]+)` \|", DOC.read_text(), re.M)
+    }
     assert set(rows) == set(ids), set(rows) ^ set(ids)
     for c in CASES:
         assert rows[c.id] == c.status, (c.id, rows[c.id], c.status)

@@ -31,8 +31,9 @@ def _png_header_only(path: Path, w: int, h: int) -> Path:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
     ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
-                     + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    )
     return path
 
 
@@ -124,9 +125,13 @@ _MEASURE = textwrap.dedent("""
 def test_memory_stays_bounded_when_protecting_and_writing_a_large_photo(tmp_path):
     w, h = 3000, 2000  # 6 MP: a float32 copy is 72 MB (12 MP measured: paste 19 MB, total 2.2 copies)
     t = time.perf_counter()
-    r = subprocess.run([sys.executable, "-c", _MEASURE, str(tmp_path / "big.png"), str(tmp_path / "out.png"),
-                        str(w), str(h)], capture_output=True, text=True, timeout=120,
-                       env={"OMP_NUM_THREADS": "1", "PATH": ""})
+    r = subprocess.run(
+        [sys.executable, "-c", _MEASURE, str(tmp_path / "big.png"), str(tmp_path / "out.png"), str(w), str(h)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"OMP_NUM_THREADS": "1", "PATH": ""},
+    )
     assert r.returncode == 0, r.stderr
     print(f"6 MP: {time.perf_counter() - t:.1f} s; {r.stdout}")
     paste, total, changed = (int(x) for x in r.stdout.split())

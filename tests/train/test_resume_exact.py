@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -27,7 +29,11 @@ class RandomCrops(Dataset):
 
 
 def _cfg(shared, steps: int):
-    return load_config(None, [
+    return load_config(None, _cfg_args(shared, steps))
+
+
+def _cfg_args(shared, steps: int) -> list[str]:
+    return ([
         "recipe=nullswap", "recognizers=[mobilefacenet-casia, faceplugin-512]", "eval_recognizers=[]",
         f"weights_dir={shared / 'weights'}",
         "model={L: 1, M: 1, N: 1, image_size: 128, id_channels: 8, perturb_channels: 8, feature_channels: 8, "
@@ -65,3 +71,29 @@ def test_resume_keeps_earlier_csv_logs(shared, tmp_path):
     csvs = sorted((tmp_path / "run" / "logs").glob("*/metrics.csv"))
     assert [p.parent.name[:3] for p in csvs] == ["000", "001"], csvs
     assert all(p.read_text().strip() for p in csvs)
+
+
+def test_lr_factor_step_decay_and_errors():
+    from nullswap.errors import InputError
+    from nullswap.train.trainer import lr_factor
+
+    assert lr_factor(5, None, 0.1) == 1.0 and lr_factor(5, [], 0.1) == 1.0
+    assert [lr_factor(s, [2, 4], 0.5) for s in range(6)] == [1.0, 1.0, 0.5, 0.5, 0.25, 0.25]
+    with pytest.raises(InputError, match="lr_gamma"):
+        lr_factor(0, [1], 0.0)
+    with pytest.raises(InputError, match="lr_milestones"):
+        lr_factor(0, [1.5], 0.5)
+
+
+@pytest.mark.shared
+def test_lr_schedule_applies_after_resume(shared, tmp_path):
+    """The rate comes from the step, not from the optimiser state a resumed run loads."""
+    torch.set_num_threads(1)
+    data = {"train": RandomCrops(4, 0)}
+    sched = ["train.lr_milestones=[1]", "train.lr_gamma=0.5"]
+    Trainer(load_config(None, [*_cfg_args(shared, 1)]), out=tmp_path / "r", loggers=False).fit(datasets=data)
+    tr = Trainer(load_config(None, [*_cfg_args(shared, 2), *sched]), out=tmp_path / "r", loggers=False)
+    tr.fit(resume=True, datasets=data)
+    state = json.loads((tmp_path / "r" / "ckpt" / "last" / "state.json").read_text())
+    lrs = [g["lr"] for g in state["optimizers"]["generator"]["param_groups"]]
+    assert lrs == [pytest.approx(2.5e-4)] * len(lrs), lrs

@@ -150,8 +150,9 @@ def face_patches(
     return patches
 
 
-def _overlap(box: tuple[int, int, int, int], origin: tuple[int, int], shape: tuple[int, int]
-             ) -> tuple[slice, slice, slice, slice] | None:
+def _overlap(
+    box: tuple[int, int, int, int], origin: tuple[int, int], shape: tuple[int, int]
+) -> tuple[slice, slice, slice, slice] | None:
     """Slices (dst rows, dst cols, src rows, src cols) of ``box`` inside a canvas at ``origin`` of ``shape``."""
     ox, oy = origin
     x0, y0, x1, y1 = box
@@ -159,8 +160,7 @@ def _overlap(box: tuple[int, int, int, int], origin: tuple[int, int], shape: tup
     ax1, ay1 = min(x1, ox + shape[1]), min(y1, oy + shape[0])
     if ax1 <= ax0 or ay1 <= ay0:
         return None
-    return (slice(ay0 - oy, ay1 - oy), slice(ax0 - ox, ax1 - ox), slice(ay0 - y0, ay1 - y0),
-            slice(ax0 - x0, ax1 - x0))
+    return (slice(ay0 - oy, ay1 - oy), slice(ax0 - ox, ax1 - ox), slice(ay0 - y0, ay1 - y0), slice(ax0 - x0, ax1 - x0))
 
 
 def _apply_one(canvas: torch.Tensor, patch: FacePatch, origin: tuple[int, int]) -> None:
@@ -170,8 +170,7 @@ def _apply_one(canvas: torch.Tensor, patch: FacePatch, origin: tuple[int, int]) 
         canvas[:, dy, dx] = patch.pixels[:, sy, sx].to(canvas.dtype)
 
 
-def apply_patches(canvas: torch.Tensor, patches: Iterable[FacePatch], origin: tuple[int, int] = (0, 0)
-                  ) -> torch.Tensor:
+def apply_patches(canvas: torch.Tensor, patches: Iterable[FacePatch], origin: tuple[int, int] = (0, 0)) -> torch.Tensor:
     """Write ``patches`` into ``canvas`` in place, in order, and return it.
 
     Args:
@@ -185,8 +184,9 @@ def apply_patches(canvas: torch.Tensor, patches: Iterable[FacePatch], origin: tu
     return canvas
 
 
-def patch_mask(patches: Iterable[FacePatch], size: tuple[int, int], *, dtype: torch.dtype = torch.float32
-               ) -> torch.Tensor:
+def patch_mask(
+    patches: Iterable[FacePatch], size: tuple[int, int], *, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
     """The ``(H,W)`` union (maximum) of the patches' masks, for ``size`` = (H, W) (a full-size allocation)."""
     out = torch.zeros(size, dtype=dtype)
     for p in patches:
@@ -195,8 +195,9 @@ def patch_mask(patches: Iterable[FacePatch], size: tuple[int, int], *, dtype: to
     return out
 
 
-def face_region(matrices: Sequence[torch.Tensor] | torch.Tensor, crop_sizes: Sequence[tuple[int, int]],
-                size: tuple[int, int]) -> tuple[int, int, int, int] | None:
+def face_region(
+    matrices: Sequence[torch.Tensor] | torch.Tensor, crop_sizes: Sequence[tuple[int, int]], size: tuple[int, int]
+) -> tuple[int, int, int, int] | None:
     """The bounding region ``(x0, y0, x1, y1)`` of every crop's footprint in a photo of ``size`` = (H, W).
 
     Args:
@@ -221,8 +222,9 @@ def face_region(matrices: Sequence[torch.Tensor] | torch.Tensor, crop_sizes: Seq
     return (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes))
 
 
-def region_views(image: torch.Tensor, patches: Sequence[FacePatch], landmarks: torch.Tensor,
-                 region: tuple[int, int, int, int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def region_views(
+    image: torch.Tensor, patches: Sequence[FacePatch], landmarks: torch.Tensor, region: tuple[int, int, int, int]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The clean and the patched photo restricted to ``region``, and the landmarks in the region's pixels.
 
     Args:

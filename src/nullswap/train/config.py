@@ -67,6 +67,9 @@ TRAIN_DEFAULTS: dict[str, Any] = {
         "eval_every": 500,
         "eval_images": 64,
         "threads": None,
+        # optional step decay of every optimiser's lr (nullswap.train.trainer.lr_factor); null = constant (the papers)
+        "lr_milestones": None,
+        "lr_gamma": 0.1,
     },
 }
 

@@ -246,6 +246,7 @@ class Trainer:
         log_every = max(1, int(t.get("log_every", 10)))
         ckpt_every = int(t.get("checkpoint_every") or 0)
         eval_every = int(t.get("eval_every") or 0)
+        lr_factor(step, t.get("lr_milestones"), float(t.get("lr_gamma", 0.1)))  # a bad schedule fails before step 1
         done = step >= max_steps
         while not done:
             sampler.set_position(epoch, start=batch_in_epoch * bs)
@@ -255,6 +256,13 @@ class Trainer:
                 images = images.to(fabric.device)
                 last_micro = (micro + 1) % accum == 0
                 step_kw = {"indices": indices} if wants_indices else {}
+                if micro % accum == 0:  # the first micro-batch of an optimiser step
+                    lr_scale = lr_factor(step, t.get("lr_milestones"), float(t.get("lr_gamma", 0.1)))
+                    for opt, name in ((opt_g, "generator"), (opt_d, "discriminator")):
+                        if opt is not None:
+                            base = float(optim_cfg[name].get("lr", 1e-4))
+                            for g in opt.param_groups:
+                                g["lr"] = base * lr_scale
                 with fabric.no_backward_sync(recipe.generator, enabled=not last_micro):
                     with fabric.autocast():
                         loss_g, logs_g, protected = recipe.generator_step(images, epoch, **step_kw)
@@ -378,6 +386,33 @@ class Trainer:
         self.fabric.log_dict({k: v for k, v in out.items() if k != "step"}, step=step)
         log.info("eval step %d: %s", step, {k: round(v, 4) for k, v in out.items()})
         return out
+
+
+def lr_factor(step: int, milestones: list[int] | None, gamma: float) -> float:
+    """Step decay of the learning rate: ``gamma ** (number of milestones <= step)``.
+
+    Choice (the papers give constant learning rates, Sec. 4.1): an optional step decay, ``train.lr_milestones`` and
+    ``train.lr_gamma``, for the long CPU runs that plateau at a constant rate. It is a function of the step alone, so
+    a resumed run (whose optimiser state carries the old rate) gets the same rate as an uninterrupted one.
+
+    Args:
+        step: optimiser steps done so far (the step about to be taken is ``step + 1``).
+        milestones: steps after which the rate is multiplied by ``gamma`` (``None`` or empty: constant rate).
+        gamma: the factor per milestone, in (0, 1].
+
+    Returns:
+        The factor applied to each optimiser's configured ``lr``.
+
+    Raises:
+        InputError: ``gamma`` outside (0, 1] or a milestone that is not a non-negative integer.
+    """
+    if not milestones:
+        return 1.0
+    if not 0.0 < gamma <= 1.0:
+        raise InputError(f"train.lr_gamma: expected a factor in (0, 1], got {gamma!r}")
+    if any(not isinstance(m, int) or isinstance(m, bool) or m < 0 for m in milestones):
+        raise InputError(f"train.lr_milestones: expected non-negative integer steps, got {milestones!r}")
+    return gamma ** sum(1 for m in milestones if step >= m)
 
 
 def _adam_kwargs(c: dict[str, Any]) -> dict[str, Any]:
