@@ -68,3 +68,24 @@ def test_swapper_forward_and_round_trip(tmp_path):
     sw2.eval()
     assert torch.allclose(sw2.swap(t, s), sw.swap(t, s), atol=1e-6)
     assert set(sw2.generator.state_dict()) == set(SwapGenerator(cfg).state_dict())
+
+
+def test_checkpoint_schema_format_and_first_schema(tmp_path):
+    import json
+
+    from safetensors.torch import save_file
+
+    m = FaceAutoencoder(AE)
+    save_autoencoder(tmp_path / "ae", m, {"step": 3})
+    doc = json.loads((tmp_path / "ae" / "config.json").read_text())
+    assert doc["format"] == "face-autoencoder" and doc["version"] == 1
+    assert doc["config"] == AE and doc["meta"] == {"step": 3}
+    with pytest.raises(WeightsError, match="swap-generator"):  # another model's folder is refused by its format
+        load_swapper(tmp_path / "ae", recognizer=TinyRecognizer(1))
+    # a folder of the first schema ({"kind", "model", **meta}) still loads
+    old = tmp_path / "old"
+    old.mkdir()
+    save_file({k: v.contiguous() for k, v in m.state_dict().items()}, str(old / "model.safetensors"))
+    (old / "config.json").write_text(json.dumps({"kind": "surrogate-ae", "model": AE, "step": 3}))
+    x = torch.rand(1, 3, 128, 128)
+    assert torch.equal(load_autoencoder(old)(x), m.eval()(x))

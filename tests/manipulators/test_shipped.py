@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from nullswap.manipulators import create_manipulator
-from nullswap.manipulators.autoencoder import ASSETS_DIR
+from nullswap.manipulators.checkpoint import ASSETS_DIR
 from nullswap.metrics.quality import psnr
 from tests.conftest import need_shared
 

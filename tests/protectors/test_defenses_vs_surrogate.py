@@ -21,7 +21,7 @@ import torch
 
 from nullswap.losses.retentive import l2_distance
 from nullswap.manipulators import create_manipulator
-from nullswap.manipulators.autoencoder import ASSETS_DIR
+from nullswap.manipulators.checkpoint import ASSETS_DIR
 from nullswap.protectors import create_protector
 from nullswap.train import Trainer, build_datasets, load_config
 from nullswap.train.trainer import build_recipe

@@ -33,7 +33,7 @@ DEFAULT_SWAPPER = "swapper-celeba"
 
 
 def _assets(name: str) -> Path:
-    from nullswap.manipulators.autoencoder import ASSETS_DIR
+    from nullswap.manipulators.checkpoint import ASSETS_DIR
 
     return ASSETS_DIR / name
 

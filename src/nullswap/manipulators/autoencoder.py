@@ -6,13 +6,11 @@ outputs on clean faces. The paper does not give the architecture. Choice: a smal
 convs), a few residual blocks at 1/4 resolution and a mirrored nearest-upsampling decoder with a ``tanh`` head,
 working in [-1, 1] internally, trained with L1 (+ optional perceptual) reconstruction loss on protector-128 crops.
 
-This module also holds the checkpoint helpers shared by the project's trained manipulators: a folder with
-``model.safetensors`` (strict keys) and ``config.json``.
+Checkpoints: :mod:`nullswap.manipulators.checkpoint` (format ``"face-autoencoder"``).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,14 +19,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from nullswap._common import ASSETS_ROOT, freeze, load_strict
 from nullswap._common import config_from_dict as _config_from_dict
-from nullswap.errors import InputError, WeightsError, WeightsNotFoundError
+from nullswap._common import freeze, load_strict
+from nullswap.errors import InputError
 from nullswap.manipulators.base import Manipulator, register_manipulator, unused_model_kwargs
+from nullswap.manipulators.checkpoint import ASSETS_DIR, read_manipulator, save_manipulator
 
 log = logging.getLogger(__name__)
 
-ASSETS_DIR = ASSETS_ROOT / "manipulators"
+#: ``config.json`` format of a :class:`FaceAutoencoder` checkpoint.
+FORMAT = "face-autoencoder"
 
 
 # --- building blocks --------------------------------------------------------------------------------------------
@@ -87,60 +87,7 @@ def make_decoder(channels: int, n_down: int, max_channels: int) -> nn.Sequential
     return nn.Sequential(*layers)
 
 
-# --- checkpoints ------------------------------------------------------------------------------------------------
-
-
-def save_checkpoint(folder: str | Path, module: nn.Module, config: dict[str, Any], meta: dict[str, Any] | None = None
-                    ) -> Path:
-    """Write ``model.safetensors`` (``module.state_dict()``) and ``config.json`` (``{"model": config, **meta}``)."""
-    from safetensors.torch import save_file
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
-    save_file(state, str(folder / "model.safetensors"))
-    payload = {**_jsonable(dict(meta or {})), "model": config}
-    (folder / "config.json").write_text(json.dumps(payload, indent=2, sort_keys=True), encoding="utf-8")
-    return folder
-
-
-def _jsonable(obj: Any) -> Any:
-    """``obj`` with everything JSON cannot hold replaced by its ``str``."""
-    try:
-        json.dumps(obj)
-        return obj
-    except TypeError:
-        if isinstance(obj, dict):
-            return {str(k): _jsonable(v) for k, v in obj.items()}
-        if isinstance(obj, list | tuple):
-            return [_jsonable(v) for v in obj]
-        return str(obj)
-
-
-def read_checkpoint(folder: str | Path, what: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Read a folder written by :func:`save_checkpoint`.
-
-    Raises:
-        WeightsNotFoundError: the folder or one of its files is missing.
-        WeightsError: unreadable files.
-    """
-    from safetensors.torch import load_file
-
-    folder = Path(folder)
-    st, cfg = folder / "model.safetensors", folder / "config.json"
-    if not st.is_file() or not cfg.is_file():
-        raise WeightsNotFoundError(
-            f"{what}: expected a checkpoint folder with model.safetensors and config.json, got {str(folder)!r} "
-            "(train one with `nullswap train --config configs/<name>.yaml`)"
-        )
-    try:
-        return load_file(str(st), device="cpu"), json.loads(cfg.read_text(encoding="utf-8"))
-    except Exception as e:  # noqa: BLE001 - any parse failure is a weights problem
-        raise WeightsError(f"{what}: cannot read checkpoint {str(folder)!r}: {e}") from e
-
-
 # --- the autoencoder --------------------------------------------------------------------------------------------
-
 
 
 def config_from_dict(cls: type, d: dict[str, Any] | None, what: str) -> Any:
@@ -220,8 +167,8 @@ class FaceAutoencoder(Manipulator):
 
 
 def save_autoencoder(folder: str | Path, model: FaceAutoencoder, meta: dict[str, Any] | None = None) -> Path:
-    """Write a :class:`FaceAutoencoder` checkpoint (safetensors + config.json)."""
-    return save_checkpoint(folder, model, model.config.to_dict(), {"kind": "surrogate-ae", **dict(meta or {})})
+    """Write a :class:`FaceAutoencoder` checkpoint (format ``"face-autoencoder"``); returns the folder."""
+    return save_manipulator(folder, model, FORMAT, model.config.to_dict(), meta)
 
 
 def load_autoencoder(folder: str | Path) -> FaceAutoencoder:
@@ -231,8 +178,8 @@ def load_autoencoder(folder: str | Path) -> FaceAutoencoder:
         WeightsNotFoundError: missing folder/files.
         WeightsError: mismatching keys or shapes.
     """
-    state, cfg = read_checkpoint(folder, "surrogate-ae")
-    model = FaceAutoencoder(cfg.get("model"))
+    state, config, _ = read_manipulator(folder, FORMAT, "surrogate-ae")
+    model = FaceAutoencoder(config)
     load_strict(model, state, str(folder))
     return freeze(model)
 
@@ -248,6 +195,7 @@ def _surrogate_ae(checkpoint: str | Path | None = None, pretrained: bool = True,
 
 __all__ = [
     "ASSETS_DIR",
+    "FORMAT",
     "AutoencoderConfig",
     "FaceAutoencoder",
     "ResBlock",
@@ -257,7 +205,5 @@ __all__ = [
     "load_strict",
     "make_decoder",
     "make_encoder",
-    "read_checkpoint",
     "save_autoencoder",
-    "save_checkpoint",
 ]

@@ -25,21 +25,22 @@ from torch import nn
 
 from nullswap.errors import InputError
 from nullswap.manipulators.autoencoder import (
-    ASSETS_DIR,
     config_from_dict,
     encoder_widths,
     freeze,
     load_strict,
     make_decoder,
     make_encoder,
-    read_checkpoint,
-    save_checkpoint,
 )
 from nullswap.manipulators.base import FaceSwapper, register_manipulator, unused_model_kwargs
+from nullswap.manipulators.checkpoint import ASSETS_DIR, read_manipulator, save_manipulator
 from nullswap.recognizers.base import FaceRecognizer
 from nullswap.recognizers.ensemble import RecognizerEnsemble
 
 log = logging.getLogger(__name__)
+
+#: ``config.json`` format of a swapper checkpoint (its :class:`SwapGenerator`).
+FORMAT = "swap-generator"
 
 
 class InstanceNorm(nn.Module):
@@ -245,8 +246,8 @@ class IdentitySwapper(FaceSwapper):
 
 def save_swapper(folder: str | Path, generator: nn.Module, config: SwapperConfig, meta: dict[str, Any] | None = None
                  ) -> Path:
-    """Write a swapper checkpoint: the :class:`SwapGenerator` weights (safetensors) + config.json."""
-    return save_checkpoint(folder, generator, config.to_dict(), {"kind": "swapper", **dict(meta or {})})
+    """Write a swapper checkpoint: the :class:`SwapGenerator` (format ``"swap-generator"``); returns the folder."""
+    return save_manipulator(folder, generator, FORMAT, config.to_dict(), meta)
 
 
 def load_swapper(folder: str | Path, recognizer: FaceRecognizer | RecognizerEnsemble | str | None = None
@@ -257,8 +258,8 @@ def load_swapper(folder: str | Path, recognizer: FaceRecognizer | RecognizerEnse
         WeightsNotFoundError: missing folder/files.
         WeightsError: mismatching keys or shapes.
     """
-    state, cfg = read_checkpoint(folder, "swapper")
-    config = SwapperConfig.from_dict(cfg.get("model"))
+    state, cfg, _ = read_manipulator(folder, FORMAT, "swapper")
+    config = SwapperConfig.from_dict(cfg)
     gen = SwapGenerator(config)
     load_strict(gen, state, str(folder))
     return freeze(IdentitySwapper(config, recognizer=recognizer, generator=gen))

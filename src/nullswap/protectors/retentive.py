@@ -10,7 +10,6 @@ This module also holds the pieces the ID-Guard and ARS protectors share: :class:
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,14 +20,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from nullswap._common import config_from_dict, unwrap
+from nullswap.checkpoint import CONFIG_FILENAME, MODEL_FILENAME, read_checkpoint, write_checkpoint
 from nullswap.errors import InputError, WeightsError, WeightsNotFoundError
 from nullswap.losses.retentive import project_l2
 from nullswap.protectors.base import STRENGTH_SCALES, Protector, register_protector, strength_scale
 
 log = logging.getLogger(__name__)
-
-MODEL_FILENAME = "model.safetensors"
-CONFIG_FILENAME = "config.json"
 
 #: ``strength`` -> factor on the learned perturbation and on its bound ``eps``, shared by the ID-Guard, ARS and
 #: retentive protectors (the same table as NullSwap's, :data:`nullswap.protectors.base.STRENGTH_SCALES`).
@@ -161,28 +158,21 @@ class RetentiveGenerator(nn.Module):
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# Checkpoint IO (shared by ID-Guard, ARS and retentive)
+# Checkpoint IO (shared by ID-Guard, ARS and retentive; the schema is nullswap.checkpoint's)
 # ----------------------------------------------------------------------------------------------------------------------
 
 
 def save_generator(path: str | Path, generator: nn.Module, cls: type, fmt: str, config: Any,
                    meta: dict[str, Any] | None = None) -> Path:
-    """Write ``model.safetensors`` + ``config.json`` (``{"format", "version", "config", "meta"}``) into folder ``path``.
+    """Write ``model.safetensors`` + ``config.json`` (:mod:`nullswap.checkpoint`, format ``fmt``) into folder ``path``.
 
     Returns:
         The weights file path.
     """
-    from safetensors.torch import save_file
-
-    folder = Path(path)
-    folder.mkdir(parents=True, exist_ok=True)
     gen = unwrap(generator, cls)
-    tensors = {k: v.detach().cpu().contiguous() for k, v in gen.state_dict().items()}
-    save_file(tensors, str(folder / MODEL_FILENAME), metadata={"format": fmt})
-    doc = {"format": fmt, "version": 1, "config": config.to_dict(), "meta": dict(meta or {})}
-    (folder / CONFIG_FILENAME).write_text(json.dumps(doc, indent=2, default=str))
-    log.info("saved %s (%d parameters) to %s", fmt, sum(p.numel() for p in gen.parameters()), folder)
-    return folder / MODEL_FILENAME
+    model_path = write_checkpoint(Path(path) / MODEL_FILENAME, gen, fmt, config.to_dict(), meta)
+    log.info("saved %s (%d parameters) to %s", fmt, sum(p.numel() for p in gen.parameters()), model_path.parent)
+    return model_path
 
 
 def load_generator(path: str | Path | None, cls: type, config_cls: type, fmt: str, name: str,
@@ -193,44 +183,26 @@ def load_generator(path: str | Path | None, cls: type, config_cls: type, fmt: st
         WeightsNotFoundError: no path, or a missing file.
         WeightsError: unreadable files, another format, or weights that do not match the config.
     """
-    from safetensors.torch import load_file
-
     if path is None:
         raise WeightsNotFoundError(
             f"{name}: expected a trained checkpoint (pass checkpoint=<folder with {MODEL_FILENAME} and "
             f"{CONFIG_FILENAME}>, e.g. the export/ folder of `nullswap train --config configs/{name}.yaml`), got none; "
             f"no default weights are shipped"
         )
-    folder = Path(path)
-    if folder.suffix == ".safetensors" or folder.name == CONFIG_FILENAME:
-        folder = folder.parent
-    for f in (folder / MODEL_FILENAME, folder / CONFIG_FILENAME):
-        if not f.is_file():
-            raise WeightsNotFoundError(f"{name} checkpoint {str(path)!r}: expected {f.name} at {str(f)!r}, not found")
+    tensors, doc = read_checkpoint(path, fmt, name)
     try:
-        doc = json.loads((folder / CONFIG_FILENAME).read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise WeightsError(f"{name} checkpoint {str(folder)!r}: expected JSON config, got unreadable file: {e}") from e
-    if not isinstance(doc, dict) or doc.get("format") != fmt:
-        got = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
-        raise WeightsError(f"{name} checkpoint {str(folder)!r}: expected format {fmt!r}, got {got!r}")
-    try:
-        config = config_from_dict(config_cls, doc.get("config"), name)
+        config = config_from_dict(config_cls, doc["config"], name)
     except (InputError, TypeError) as e:
-        raise WeightsError(f"{name} checkpoint {str(folder)!r}: invalid config: {e}") from e
-    try:
-        tensors = load_file(str(folder / MODEL_FILENAME))
-    except Exception as e:  # safetensors raises its own error types
-        raise WeightsError(f"{name} checkpoint {str(folder)!r}: expected safetensors, cannot read: {e}") from e
+        raise WeightsError(f"{name} checkpoint {str(path)!r}: invalid config: {e}") from e
     gen = cls(config)
     expected = gen.state_dict()
     bad = sorted(set(expected) ^ set(tensors)) or [k for k in expected if tuple(expected[k].shape)
                                                    != tuple(tensors[k].shape)]
     if bad:
-        raise WeightsError(f"{name} checkpoint {str(folder)!r}: expected the tensors of its config's generator, "
+        raise WeightsError(f"{name} checkpoint {str(path)!r}: expected the tensors of its config's generator, "
                            f"got {len(bad)} missing/unexpected/mis-shaped (e.g. {bad[:3]})")
     gen.load_state_dict(tensors, strict=True)
-    return gen.to(map_location).eval(), config, dict(doc.get("meta") or {})
+    return gen.to(map_location).eval(), config, doc["meta"]
 
 
 # ----------------------------------------------------------------------------------------------------------------------

@@ -1,12 +1,11 @@
 """NullSwap generator checkpoints: ``model.safetensors`` + ``config.json`` ``{format, version, config, meta}``.
 
-The format (``"nullswap-generator"``, version 1) is what training exports and what the packaged default
-(:data:`DEFAULT_WEIGHTS_DIR`) holds; loading checks keys and shapes strictly.
+The schema of every trainable model (:mod:`nullswap.checkpoint`) with format ``"nullswap-generator"``: what training
+exports and what the packaged default (:data:`DEFAULT_WEIGHTS_DIR`) holds; loading checks keys and shapes strictly.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,15 @@ import torch
 from torch import nn
 
 from nullswap._common import ASSETS_ROOT
-from nullswap.errors import InputError, WeightsError, WeightsNotFoundError
+from nullswap.checkpoint import (
+    CONFIG_FILENAME,
+    MODEL_FILENAME,
+    VERSION,
+    checkpoint_files,
+    read_checkpoint,
+    write_checkpoint,
+)
+from nullswap.errors import InputError, WeightsError
 from nullswap.protectors.nullswap.config import NullSwapConfig
 from nullswap.protectors.nullswap.networks import NullSwapGenerator, count_parameters, unwrap_module
 
@@ -31,21 +38,10 @@ __all__ = [
     "save_nullswap",
 ]
 
-MODEL_FILENAME = "model.safetensors"
-CONFIG_FILENAME = "config.json"
 FORMAT = "nullswap-generator"
-FORMAT_VERSION = 1
+FORMAT_VERSION = VERSION
 #: Folder of the packaged default weights (``model.safetensors`` + ``config.json``), if shipped.
 DEFAULT_WEIGHTS_DIR = ASSETS_ROOT / "nullswap-default"
-
-
-def _resolve(path: str | Path) -> tuple[Path, Path]:
-    p = Path(path)
-    if p.suffix == ".safetensors":
-        return p, p.with_name(CONFIG_FILENAME)
-    if p.name == CONFIG_FILENAME:
-        return p.with_name(MODEL_FILENAME), p
-    return p / MODEL_FILENAME, p / CONFIG_FILENAME
 
 
 def save_nullswap(
@@ -65,15 +61,8 @@ def save_nullswap(
     Returns:
         The path of the weights file.
     """
-    from safetensors.torch import save_file
-
-    model_path, config_path = _resolve(path)
-    model_path.parent.mkdir(parents=True, exist_ok=True)
     gen = unwrap_module(generator)
-    tensors = {k: v.detach().cpu().contiguous() for k, v in gen.state_dict().items()}
-    save_file(tensors, str(model_path), metadata={"format": FORMAT})
-    doc = {"format": FORMAT, "version": FORMAT_VERSION, "config": config.to_dict(), "meta": dict(extra or {})}
-    config_path.write_text(json.dumps(doc, indent=2, default=str))
+    model_path = write_checkpoint(path, gen, FORMAT, config.to_dict(), extra)
     log.info("saved NullSwap generator (%d parameters) to %s", count_parameters(gen), model_path)
     return model_path
 
@@ -94,27 +83,12 @@ def load_nullswap(
         WeightsNotFoundError: a file is missing.
         WeightsError: unreadable files, wrong format, or weights that do not match the config.
     """
-    from safetensors.torch import load_file
-
-    model_path, config_path = _resolve(path)
-    for f in (model_path, config_path):
-        if not f.is_file():
-            raise WeightsNotFoundError(f"NullSwap checkpoint {str(path)!r}: expected {f.name} at {str(f)!r}, not found")
-    try:
-        doc = json.loads(config_path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise WeightsError(f"NullSwap checkpoint {str(config_path)!r}: expected JSON, got unreadable file: {e}") from e
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT or "config" not in doc:
-        got = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
-        raise WeightsError(f"NullSwap checkpoint {str(config_path)!r}: expected format {FORMAT!r}, got {got!r}")
+    tensors, doc = read_checkpoint(path, FORMAT, "NullSwap")
+    model_path, config_path = checkpoint_files(path)
     try:
         config = NullSwapConfig.from_dict(doc["config"])
     except InputError as e:
         raise WeightsError(f"NullSwap checkpoint {str(config_path)!r}: invalid config: {e}") from e
-    try:
-        tensors = load_file(str(model_path))
-    except Exception as e:  # safetensors raises its own error types
-        raise WeightsError(f"NullSwap checkpoint {str(model_path)!r}: expected safetensors, cannot read: {e}") from e
     gen = NullSwapGenerator(config)
     expected = gen.state_dict()
     missing = sorted(set(expected) - set(tensors))
@@ -133,4 +107,4 @@ def load_nullswap(
         )
     gen.load_state_dict(tensors, strict=True)
     gen.to(map_location).eval()
-    return gen, config, dict(doc.get("meta") or {})
+    return gen, config, doc["meta"]
