@@ -182,13 +182,24 @@ def main() -> None:
 
         # ------------------------------------------------------------------ per photo
         rows: dict[str, dict[str, tuple[dict[str, float], int, str]]] = {}
-        rows["nullswap"] = {k: time_photo(pp, p, tmp / f"out-{p.name}", args.repeat) for k, p in photos.items()}
-        if args.verify_before:
-            pp._verify = legacy_verify(pp)
-            rows["nullswap, verify before"] = {
-                k: time_photo(pp, p, tmp / f"out-{p.name}", args.repeat) for k, p in photos.items()
-            }
-            del pp._verify
+        if args.verify_before:  # interleaved run by run, so a change of the machine's load hits both alike
+            rows["nullswap"], rows["nullswap, verify before"] = {}, {}
+            legacy = legacy_verify(pp)
+            for k, p in photos.items():
+                runs: dict[str, list[tuple[dict[str, float], int, str]]] = {
+                    "nullswap": [],
+                    "nullswap, verify before": [],
+                }
+                for _ in range(args.repeat):
+                    runs["nullswap"].append(time_photo(pp, p, tmp / f"out-{p.name}", 1))
+                    pp._verify = legacy
+                    runs["nullswap, verify before"].append(time_photo(pp, p, tmp / f"out-{p.name}", 1))
+                    del pp._verify
+                for label, got in runs.items():
+                    mean = {s: sum(g[0].get(s, 0.0) for g in got) / len(got) for s in got[0][0]}
+                    rows[label][k] = (mean, got[-1][1], got[-1][2])
+        else:
+            rows["nullswap"] = {k: time_photo(pp, p, tmp / f"out-{p.name}", args.repeat) for k, p in photos.items()}
         if args.refine:
             ppr = PhotoProtector(
                 "nullswap", checkpoint=args.checkpoint, seed=0, device="cpu", detector=args.detector, refine=args.refine
