@@ -315,3 +315,13 @@ def test_end_to_end_synthetic_embeddings():
     scored = pair_scores(emb, pairs)
     r = ten_fold_verification(scored.scores, labels, fold_ids, n_missing=scored.n_missing)
     assert r.mean_accuracy == 1.0 and r.auc == 1.0 and r.n_missing == 0
+
+
+def test_auc_agrees_with_torchmetrics_to_its_float32():
+    from torchmetrics.functional.classification import binary_auroc
+
+    rng = np.random.default_rng(4)
+    labels = rng.random(3000) < 0.5
+    scores = np.clip(np.round(0.3 * rng.normal(size=3000) + 0.3 * labels + 0.3, 2), 0, 1)  # in [0, 1], with ties
+    tm = float(binary_auroc(torch.from_numpy(scores), torch.from_numpy(labels).long()))
+    assert roc_auc(scores, labels) == pytest.approx(tm, abs=1e-6)

@@ -302,7 +302,9 @@ def best_threshold(scores: Any, labels: Any) -> tuple[float, float]:
 def roc_auc(scores: Any, labels: Any) -> float:
     """Area under the ROC curve: the Mann-Whitney U statistic ``P(s+ > s-) + 0.5 P(s+ = s-)``.
 
-    Computed from average ranks in ``O(P log P)``; equals ``sklearn.metrics.roc_auc_score``.
+    Computed from average ranks in ``O(P log P)``; equals ``sklearn.metrics.roc_auc_score``. Kept rather than
+    torchmetrics' ``binary_auroc``, which agrees to ~1e-7 only (it builds the ROC curve in float32 from integer
+    counts) and treats scores outside [0, 1] as logits (a sigmoid that merges large scores into ties).
 
     Raises:
         InputError: when there are no matched or no mismatched pairs.
