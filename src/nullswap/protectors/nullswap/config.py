@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
+from nullswap._common import config_from_dict
 from nullswap.errors import InputError
 
 __all__ = ["NullSwapConfig"]
@@ -104,12 +105,7 @@ class NullSwapConfig:
         Raises:
             InputError: unknown keys or invalid values.
         """
-        d = dict(d or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise InputError(f"nullswap model config: expected keys among {sorted(known)}, got unknown {unknown}")
-        return cls(**d)
+        return config_from_dict(cls, d, "nullswap model")
 
 
 def _check_size(size: object, name: str) -> None:
