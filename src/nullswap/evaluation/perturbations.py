@@ -116,7 +116,12 @@ def _rand(shape: tuple[int, ...], x: torch.Tensor, generator: torch.Generator | 
 
 
 def _jpeg(x: torch.Tensor, quality: float, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Real JPEG round trip with Pillow (libjpeg), default 4:2:0 chroma subsampling, through uint8 pixels."""
+    """Real JPEG round trip with Pillow (libjpeg), default 4:2:0 chroma subsampling, through uint8 pixels.
+
+    Kept on Pillow: torchvision's batched ``encode_jpeg``/``decode_jpeg`` give the same pixels (checked on random and
+    CelebA crops, qualities 1-100) and run ~2x faster, but torchvision 0.29 deprecates its image codecs (a
+    ``DeprecationWarning`` per call; to be removed in favour of TorchCodec).
+    """
     q = int(round(quality))
     arr = (x.detach().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
     out = np.empty_like(arr)
