@@ -89,3 +89,54 @@ def test_tensor_input_is_verified_as_8_bit(tmp_path):
     assert enc is None
     out = write_image(tmp_path / "t.png", x)
     assert torch.equal(got, read_image(out).tensor)
+
+
+def _old_bytes(src, patches, *, decode: bool, strip_gps: bool = True) -> bytes:
+    """What the earlier path wrote: the whole photo patched, every pixel compared (``decode``: the in-place path)."""
+    from nullswap.faces.jpeg import encode_protected_jpeg
+
+    full = apply_windows(src.tensor.clone(), patches)
+    return encode_protected_jpeg(src.raw, full, None if decode else src.tensor, strip_gps=strip_gps)[0]
+
+
+@pytest.mark.parametrize("orientation", [1, 3, 6, 8])
+@pytest.mark.parametrize("in_place", [False, True])
+def test_encoded_bytes_equal_the_earlier_whole_photo_path(tmp_path, monkeypatch, orientation, in_place):
+    if in_place:
+        monkeypatch.setattr(written, "COPY_MAX_PIXELS", 0)
+    src = _photo(tmp_path / "in.jpg", "JPEG", "RGB", orientation, size=(203, 157))
+    patches = _patches(src.tensor)
+    h, w = src.tensor.shape[1:]  # a window over the photo's edge too (parts outside are left out)
+    g = torch.Generator().manual_seed(2)
+    patches.append(SimpleNamespace(box=(w - 30, h - 25, w + 10, h + 5), pixels=torch.rand(3, 30, 40, generator=g)))
+    _, enc = written_region(src.tensor, patches, src, (0, 0, 50, 50))
+    assert enc is not None and enc.data == _old_bytes(src, patches, decode=in_place)
+
+
+def test_save_without_verdict_bytes_equals_the_earlier_in_place_write(tmp_path):
+    from nullswap.protection import ProtectedImage
+
+    src = _photo(tmp_path / "in.jpg", "JPEG", "RGB", 6, size=(240, 176))
+    patches = _patches(src.tensor)
+    before = src.tensor.clone()
+    out = ProtectedImage(src.tensor, [], src, "test", patches=patches).save(tmp_path / "out.jpg", strip_gps=False)
+    assert torch.equal(src.tensor, before)
+    assert out.read_bytes() == _old_bytes(src, patches, decode=True, strip_gps=False)
+
+
+def test_shared_photo_encoded_bytes_equal_the_earlier_paths(photos_dir, monkeypatch):
+    path = photos_dir / "biden_biden.jpg"
+    if not path.is_file():
+        pytest.skip(f"shared photo missing: {path}")
+    src = read_image(path)
+    h, w = src.tensor.shape[1:]
+    g = torch.Generator().manual_seed(3)
+    patches = []
+    for x0, y0, x1, y1 in [(w // 4, h // 5, w // 2, h // 2), (w // 3, h // 3, 2 * w // 3, 3 * h // 4)]:
+        base = apply_windows(src.tensor[:, y0:y1, x0:x1].clone(), patches, (x0, y0))
+        patches.append(SimpleNamespace(box=(x0, y0, x1, y1),
+                                       pixels=(base + 0.02 * torch.randn(base.shape, generator=g)).clamp(0, 1)))
+    for in_place in (False, True):
+        monkeypatch.setattr(written, "COPY_MAX_PIXELS", 0 if in_place else 10**9)
+        _, enc = written_region(src.tensor, patches, src, patches[0].box)
+        assert enc is not None and enc.data == _old_bytes(src, patches, decode=in_place)

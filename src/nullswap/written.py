@@ -134,6 +134,20 @@ def decode_region(data: bytes, region: Region | None = None) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).contiguous()
 
 
+def _record(res: Any, like: LoadedImage) -> dict[str, Any]:
+    """What :func:`write_image` records for a file the coefficient writer wrote (``res``: its JpegWriteResult)."""
+    record = {
+        **res.to_dict(),
+        "format": "JPEG",
+        "notes": list(res.notes),
+        "bit_depth": 8,
+        "mode": "L" if like.greyscale else "RGB",
+    }
+    if like.greyscale:
+        record["notes"].append("greyscale output: only the cloak's luminance is kept, its colour part is lost")
+    return record
+
+
 def encode_jpeg(
     image: torch.Tensor, like: LoadedImage, *, strip_gps: bool = True, decode_original: bool = False
 ) -> EncodedPhoto | None:
@@ -158,16 +172,46 @@ def encode_jpeg(
     except UnsupportedJpegError as e:
         log.debug("coefficient JPEG writer refused the source (%s): verifying on a written copy", e)
         return None
-    record = {
-        **res.to_dict(),
-        "format": "JPEG",
-        "notes": list(res.notes),
-        "bit_depth": 8,
-        "mode": "L" if like.greyscale else "RGB",
-    }
-    if like.greyscale:
-        record["notes"].append("greyscale output: only the cloak's luminance is kept, its colour part is lost")
-    return EncodedPhoto(data, "JPEG", strip_gps, record, time.perf_counter() - t)
+    return EncodedPhoto(data, "JPEG", strip_gps, _record(res, like), time.perf_counter() - t)
+
+
+def encode_patched(
+    clean: torch.Tensor,
+    patches: Sequence[FacePatch],
+    like: LoadedImage,
+    *,
+    strip_gps: bool = True,
+    compare: str | None = None,
+) -> EncodedPhoto | None:
+    """The bytes :func:`write_image` writes for ``clean`` with ``patches`` written into it (``None``: it cannot).
+
+    Only the blocks under the patches' boxes are read and compared
+    (:func:`~nullswap.faces.jpeg.encode_patched_jpeg`): no patched copy of the photo, no decode of the source.
+
+    Args:
+        clean: ``(3,H,W)`` the clean photo (``like.tensor``, or the same pixels elsewhere); not modified.
+        patches: the faces' windows.
+        like: the JPEG source.
+        strip_gps: drop GPS (as the save will).
+        compare: ``"float"`` (against ``like.tensor``) or ``"decode"`` (against the source's 8-bit decode, what
+            :func:`write_image` with ``original="decode"`` does); default: ``"float"`` up to
+            :data:`COPY_MAX_PIXELS`, else ``"decode"`` (the bytes the patched-copy / in-place paths wrote).
+    """
+    from nullswap.errors import UnsupportedJpegError
+    from nullswap.faces.jpeg import encode_patched_jpeg
+
+    if not _jpeg_source(like) or tuple(clean.shape) != tuple(like.tensor.shape):
+        return None
+    if compare is None:
+        compare = "float" if int(clean.shape[-1]) * int(clean.shape[-2]) <= COPY_MAX_PIXELS else "decode"
+    t = time.perf_counter()
+    try:
+        data, res = encode_patched_jpeg(like.raw, like.tensor if compare == "float" else clean, patches,
+                                        compare=compare, strip_gps=strip_gps)  # type: ignore[arg-type]
+    except UnsupportedJpegError as e:
+        log.debug("coefficient JPEG writer refused the source (%s): verifying on a written copy", e)
+        return None
+    return EncodedPhoto(data, "JPEG", strip_gps, _record(res, like), time.perf_counter() - t)
 
 
 def written_region(
@@ -181,8 +225,9 @@ def written_region(
     """The protected photo's pixels in ``region`` as the written file gives them back (module doc).
 
     Args:
-        clean: ``(3,H,W)`` the clean photo (``like.tensor`` for a file). When the whole photo is needed (encode), it
-            is patched in a copy (up to :data:`COPY_MAX_PIXELS`) or in place and restored before returning.
+        clean: ``(3,H,W)`` the clean photo (``like.tensor`` for a file). A JPEG is encoded from the blocks under the
+            patches only (:func:`encode_patched`); other formats that need the whole photo patch a copy (up to
+            :data:`COPY_MAX_PIXELS`) or ``clean`` in place, restored before returning.
         patches: the faces' windows (``box``, ``pixels``: :func:`~nullswap.faces.pasteback.face_patches`'s).
         like: the source (``None``: a tensor, 8-bit rounding).
         region: ``(x0, y0, x1, y1)``.
@@ -196,23 +241,25 @@ def written_region(
         return quantize8(apply_windows(clean[:, y0:y1, x0:x1].clone(), patches, (x0, y0))), None
     from nullswap.faces.io import as_written
 
+    if _jpeg_source(like):
+        # the bytes the earlier patched-copy path (float compare) and in-place path (decode compare) wrote
+        big = int(clean.shape[-1]) * int(clean.shape[-2]) > COPY_MAX_PIXELS
+        inplace = like.tensor.data_ptr() == clean.data_ptr()
+        enc = encode_patched(clean, patches, like, strip_gps=strip_gps,
+                             compare="decode" if big and inplace else "float")
+        if enc is not None:
+            return decode_region(enc.data, region).to(clean.device), enc
     if int(clean.shape[-1]) * int(clean.shape[-2]) <= COPY_MAX_PIXELS:
-        whole = apply_windows(clean.clone(), patches)
-        enc = encode_jpeg(whole, like, strip_gps=strip_gps) if _jpeg_source(like) else None
-        full = as_written(whole, like) if enc is None else None
+        full = as_written(apply_windows(clean.clone(), patches), like)
     else:
         saved = [clean[:, p.box[1] : p.box[3], p.box[0] : p.box[2]].clone() for p in patches]
         try:
             apply_windows(clean, patches)
-            inplace = like.tensor.data_ptr() == clean.data_ptr()
-            enc = encode_jpeg(clean, like, strip_gps=strip_gps, decode_original=inplace) if _jpeg_source(like) else None
-            full = as_written(clean, like) if enc is None else None
+            full = as_written(clean, like)
         finally:
             for p, c in zip(patches, saved, strict=True):
                 clean[:, p.box[1] : p.box[3], p.box[0] : p.box[2]] = c
-    if enc is not None:
-        return decode_region(enc.data, region).to(clean.device), enc
-    return full[:, y0:y1, x0:x1].contiguous(), None  # type: ignore[index]  # set whenever enc is None
+    return full[:, y0:y1, x0:x1].contiguous(), None
 
 
 def written_pixels(
@@ -263,6 +310,7 @@ __all__ = [
     "EncodedPhoto",
     "decode_region",
     "encode_jpeg",
+    "encode_patched",
     "quantize8",
     "save_encoded",
     "written_pixels",

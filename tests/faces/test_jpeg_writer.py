@@ -271,3 +271,33 @@ def test_camera_jpeg_thumbnail_dropped_pixels_kept(photos_dir, tmp_path):
     assert len(exif_payloads) == 1 and not _exif_has_thumbnail(exif_payloads[0][6:])
     assert np.array_equal(_stored_decode(src), _stored_decode(out))
     assert Image.open(out).getexif().get(0x010F) == Image.open(src).getexif().get(0x010F)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_windows_give_the_same_bytes_as_comparing_the_whole_photo(orientation):
+    from types import SimpleNamespace
+
+    from nullswap.faces.jpeg import encode_patched_jpeg
+
+    arr = _texture(131, 174, seed=orientation)
+    ex = Image.Exif()
+    ex[0x0112] = orientation
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, "JPEG", quality=90, subsampling=2, exif=ex.tobytes())
+    data = buf.getvalue()
+    with Image.open(io.BytesIO(data)) as im:
+        up = np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+    clean = torch.from_numpy(up.astype(np.float32) / 255).permute(2, 0, 1).contiguous()
+    h, w = clean.shape[1:]
+    g = torch.Generator().manual_seed(orientation)
+    boxes = [(7, 11, 40, 37), (w - 25, h - 19, w + 6, h + 4)]
+    wins = [SimpleNamespace(box=b, pixels=torch.rand(3, b[3] - b[1], b[2] - b[0], generator=g)) for b in boxes]
+    prot = clean.clone()
+    for b, win in zip(boxes, wins, strict=True):
+        x0, y0, x1, y1 = b
+        prot[:, y0:min(y1, h), x0:min(x1, w)] = win.pixels[:, : min(y1, h) - y0, : min(x1, w) - x0]
+    for original, compare in ((clean, "float"), (None, "decode")):
+        whole, res = encode_protected_jpeg(data, prot, original)
+        assert encode_protected_jpeg(data, prot, original, windows=boxes)[0] == whole
+        patched, res2 = encode_patched_jpeg(data, clean, wins, compare=compare)
+        assert patched == whole and res2.blocks_reencoded == res.blocks_reencoded > 0

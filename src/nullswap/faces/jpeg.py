@@ -38,10 +38,10 @@ import math
 import os
 import struct
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import torch
@@ -398,45 +398,56 @@ def _rgb255(arr: np.ndarray) -> np.ndarray:
     return np.clip(arr.astype(np.float64), 0.0, 1.0) * 255.0
 
 
-def _reencode(jpg: Any, protected: np.ndarray, original: np.ndarray, changed: np.ndarray) -> tuple[int, int]:
+def _reencode(jpg: Any, protected: np.ndarray, original: np.ndarray, changed: np.ndarray,
+              origin: tuple[int, int] = (0, 0)) -> tuple[int, int]:
     """Add the quantised DCT of ``protected - original`` to every block whose footprint holds a ``changed`` pixel.
 
-    Works strip by strip, so the memory stays a strip of the photo's width. Modifies ``jpg``'s coefficients.
+    Works strip by strip, so the memory stays a strip of the region's width. Modifies ``jpg``'s coefficients in
+    place (only the touched blocks are read and written).
 
     Args:
         jpg: loaded jpeglib DCTJPEG.
-        protected: ``(H, W, 3)`` image (uint8 or float in [0,1]), stored orientation (a view is fine).
+        protected: ``(h, w, 3)`` image (uint8 or float in [0,1]), stored orientation (a view is fine): the region of
+            the photo whose top-left pixel is ``origin``.
         original: the same for the source's decode.
-        changed: ``(H, W)`` bool.
+        changed: ``(h, w)`` bool, the same region. The region starts on the MCU grid and ends on it or at the
+            photo's edge (:func:`_mcu_region`); the whole photo is such a region.
+        origin: ``(y, x)`` of the region's top-left pixel in the stored photo.
 
     Returns:
         (blocks re-encoded, blocks whose coefficients changed).
     """
-    h, w = changed.shape
+    oy, ox = origin
+    h, w = int(jpg.height), int(jpg.width)
     samp = np.asarray(jpg.samp_factor, dtype=int)
     vmax, hmax = int(samp[:, 0].max()), int(samp[:, 1].max())
     mcu_h, mcu_w = 8 * vmax, 8 * hmax
+    if oy % mcu_h or ox % mcu_w:
+        raise InputError(f"origin: expected a corner on the {mcu_h}x{mcu_w} MCU grid, got {origin}")
     rows = np.flatnonzero(changed.any(axis=1))
     cols = np.flatnonzero(changed.any(axis=0))
     if rows.size == 0:
         return 0, 0
-    y_lo, y_hi = (rows[0] // mcu_h) * mcu_h, -(-(rows[-1] + 1) // mcu_h) * mcu_h
-    x_lo, x_hi = (cols[0] // mcu_w) * mcu_w, -(-(cols[-1] + 1) // mcu_w) * mcu_w
-    comps = [jpg.Y] + ([jpg.Cb, jpg.Cr] if jpg.num_components == 3 else [])
-    planes = [np.array(c, dtype=np.int32) for c in comps]
-    tables = [np.asarray(jpg.get_component_qt(i), dtype=np.float64) for i in range(len(comps))]
+    y_lo, y_hi = ((oy + rows[0]) // mcu_h) * mcu_h, -(-(oy + rows[-1] + 1) // mcu_h) * mcu_h
+    x_lo, x_hi = ((ox + cols[0]) // mcu_w) * mcu_w, -(-(ox + cols[-1] + 1) // mcu_w) * mcu_w
+    if min(y_hi, h) > oy + changed.shape[0] or min(x_hi, w) > ox + changed.shape[1]:
+        raise InputError("changed: expected a region ending on the MCU grid or at the photo's edge")
+    names = ["Y"] + (["Cb", "Cr"] if jpg.num_components == 3 else [])
+    planes = [getattr(jpg, n) for n in names]  # int16, modified in place (the clipped values fit)
+    tables = [np.asarray(jpg.get_component_qt(i), dtype=np.float64) for i in range(len(names))]
     n_re = n_changed = 0
     strip = max(mcu_h, (_STRIP_ROWS // mcu_h) * mcu_h)
     for y0 in range(int(y_lo), int(y_hi), strip):
         y1 = min(y0 + strip, int(y_hi))
         ch = np.zeros((y1 - y0, x_hi - x_lo), dtype=bool)
-        ys, xs = slice(y0, min(y1, h)), slice(int(x_lo), min(int(x_hi), w))
-        ch[: ys.stop - y0, : xs.stop - xs.start] = changed[ys, xs]
+        ys = slice(y0 - oy, min(y1, h) - oy)
+        xs = slice(int(x_lo) - ox, min(int(x_hi), w) - ox)
+        ch[: ys.stop - ys.start, : xs.stop - xs.start] = changed[ys, xs]
         if not ch.any():
             continue
         d = _rgb255(protected[ys, xs]) - _rgb255(original[ys, xs])
         d = np.pad(d, ((0, (y1 - y0) - d.shape[0]), (0, (x_hi - x_lo) - d.shape[1]), (0, 0)), mode="edge")
-        ycc = d @ _RGB_TO_YCC.T if len(comps) == 3 else (d @ _LUMA)[..., None]
+        ycc = d @ _RGB_TO_YCC.T if len(names) == 3 else (d @ _LUMA)[..., None]
         for c, (plane, q) in enumerate(zip(planes, tables, strict=True)):
             fy, fx = vmax // int(samp[c, 0]), hmax // int(samp[c, 1])
             sh, sw = (y1 - y0) // fy, (x_hi - x_lo) // fx
@@ -452,7 +463,7 @@ def _reencode(jpg: Any, protected: np.ndarray, original: np.ndarray, changed: np
             if iy.size == 0:
                 continue
             coef = np.einsum("ij,njk,lk->nil", _DCT, blocks[iy, ix], _DCT) / q
-            old = plane[by0 + iy, bx0 + ix]
+            old = plane[by0 + iy, bx0 + ix].astype(np.int32)
             new = old + np.rint(coef).astype(np.int32)
             # keep the stream valid for 8-bit baseline entropy coding (DC within the level-shifted range, AC 10 bits)
             new[:, 1:, :] = np.clip(new[:, 1:, :], -1023, 1023)
@@ -461,10 +472,8 @@ def _reencode(jpg: Any, protected: np.ndarray, original: np.ndarray, changed: np
             plane[by0 + iy, bx0 + ix] = new
             n_re += iy.size
             n_changed += int(np.any(new != old, axis=(1, 2)).sum())
-    jpg.Y = planes[0].astype(np.int16)
-    if len(planes) == 3:
-        jpg.Cb = planes[1].astype(np.int16)
-        jpg.Cr = planes[2].astype(np.int16)
+    for n, plane in zip(names, planes, strict=True):
+        setattr(jpg, n, plane)
     return n_re, n_changed
 
 
@@ -479,31 +488,76 @@ def _hwc(image: torch.Tensor | np.ndarray, name: str) -> np.ndarray:
     return arr.transpose(1, 2, 0)
 
 
-def encode_protected_jpeg(
-    source: bytes,
-    protected: torch.Tensor | np.ndarray,
-    original: torch.Tensor | np.ndarray | None = None,
-    *,
-    mask: torch.Tensor | np.ndarray | None = None,
-    strip_gps: bool = True,
-) -> tuple[bytes, JpegWriteResult]:
-    """Encode ``protected`` as a JPEG that shares every untouched block with ``source`` (see the module docstring).
+#: A face window as :func:`encode_patched_jpeg` takes it (``FacePatch``'s fields): ``box`` = (x0, y0, x1, y1) in
+#: upright photo pixels, ``pixels`` ``(3, y1-y0, x1-x0)`` float in [0,1].
+class Window(Protocol):
+    """A rectangle of new pixels (:class:`nullswap.faces.pasteback.FacePatch` is one)."""
 
-    Args:
-        source: the source JPEG file's bytes.
-        protected: ``(3,H,W)`` RGB in [0,1], upright (EXIF orientation applied, as :func:`read_image` returns it).
-        original: the source's upright decode, ``(3,H,W)`` in [0,1] (``LoadedImage.tensor``); decoded from
-            ``source`` with Pillow when omitted.
-        mask: optional ``(H,W)`` face mask (upright, e.g. ``paste_back(..., return_mask=True)``'s): its blocks are
-            re-encoded too. Without it, the blocks that hold a pixel where ``protected`` differs from ``original``.
-        strip_gps: drop the EXIF GPS block (and an XMP packet with GPS fields).
+    @property
+    def box(self) -> tuple[int, int, int, int]: ...  # noqa: D102
+
+    @property
+    def pixels(self) -> torch.Tensor: ...  # noqa: D102
+
+
+def _swaps_axes(orientation: int) -> bool:
+    return orientation in (5, 6, 7, 8)
+
+
+def _to_stored_point(y: int, x: int, orientation: int, hw: tuple[int, int]) -> tuple[int, int]:
+    """Upright pixel ``(y, x)`` of a photo whose upright size is ``hw`` -> its ``(y, x)`` in the stored layout."""
+    h, w = hw
+    return {2: (y, w - 1 - x), 3: (h - 1 - y, w - 1 - x), 4: (h - 1 - y, x), 5: (x, y), 6: (w - 1 - x, y),
+            7: (w - 1 - x, h - 1 - y), 8: (x, h - 1 - y)}.get(orientation, (y, x))
+
+
+def _to_upright_point(y: int, x: int, orientation: int, hw: tuple[int, int]) -> tuple[int, int]:
+    """Stored pixel ``(y, x)`` -> upright ``(y, x)``; ``hw`` is the *upright* size (inverse of the above)."""
+    h, w = hw
+    return {2: (y, w - 1 - x), 3: (h - 1 - y, w - 1 - x), 4: (h - 1 - y, x), 5: (x, y), 6: (x, w - 1 - y),
+            7: (h - 1 - x, w - 1 - y), 8: (h - 1 - x, y)}.get(orientation, (y, x))
+
+
+def _map_rect(rect: tuple[int, int, int, int],
+              point: Callable[[int, int], tuple[int, int]]) -> tuple[int, int, int, int]:
+    """``(y0, x0, y1, x1)`` (end exclusive) through a flip/rotation of pixel coordinates."""
+    y0, x0, y1, x1 = rect
+    (a, b), (c, d) = point(y0, x0), point(y1 - 1, x1 - 1)
+    return min(a, c), min(b, d), max(a, c) + 1, max(b, d) + 1
+
+
+def _mcu_region(jpg: Any, rect: tuple[int, int, int, int], orientation: int,
+                upright_hw: tuple[int, int]) -> tuple[tuple[int, int, int, int], tuple[int, int, int, int]]:
+    """The upright ``rect`` (y0, x0, y1, x1) grown to whole MCUs of the stored photo.
 
     Returns:
-        ``(bytes, result)``; ``result.path`` is ``None``.
+        ``(upright rect, stored rect)`` of the same pixels; the stored one starts on the MCU grid and ends on it or
+        at the photo's edge (what :func:`_reencode` reads for the blocks that hold a pixel of ``rect``).
+    """
+    samp = np.asarray(jpg.samp_factor, dtype=int)
+    mh, mw = 8 * int(samp[:, 0].max()), 8 * int(samp[:, 1].max())
+    sy0, sx0, sy1, sx1 = _map_rect(rect, lambda y, x: _to_stored_point(y, x, orientation, upright_hw))
+    stored = ((sy0 // mh) * mh, (sx0 // mw) * mw, min(-(-sy1 // mh) * mh, int(jpg.height)),
+              min(-(-sx1 // mw) * mw, int(jpg.width)))
+    return _map_rect(stored, lambda y, x: _to_upright_point(y, x, orientation, upright_hw)), stored
+
+
+def _changed(prot: np.ndarray, orig: np.ndarray) -> np.ndarray:
+    """``(h, w)`` bool: pixels where ``prot`` (float) differs from ``orig`` (float: exactly; uint8: its decode)."""
+    if orig.dtype != np.uint8:
+        return np.any(prot != orig, axis=2)
+    changed = np.zeros(prot.shape[:2], dtype=bool)
+    for y in range(0, prot.shape[0], _STRIP_ROWS):  # strip-wise: no float copy of the whole region
+        diff = _rgb255(prot[y:y + _STRIP_ROWS]) - orig[y:y + _STRIP_ROWS]
+        changed[y:y + _STRIP_ROWS] = np.any(np.abs(diff) > 1e-3, axis=2)  # float32 x/255 -> x: ~1e-5 off
+    return changed
+
+
+def _open_source(source: bytes) -> tuple[list[tuple[int, bytes]], int, int, Any]:
+    """``(segments, first SOS offset, EXIF orientation, loaded coefficients)`` of a JPEG this writer handles.
 
     Raises:
-        UnsupportedJpegError: a JPEG this writer does not handle (the caller re-encodes the whole photo).
-        InputError: ``protected`` / ``original`` / ``mask`` shapes disagree with the source.
+        UnsupportedJpegError: a JPEG this writer does not handle.
     """
     segs, sos = jpeg_segments(source)
     sof = next(((m, payload) for m, payload in segs if m in _SOF_MARKERS), None)
@@ -513,34 +567,31 @@ def encode_protected_jpeg(
     orientation = _orientation(segs)
     jpg = _read_dct(source)
     _check_supported(jpg)
-    prot = _hwc(protected, "protected")
-    if original is None:
-        from PIL import ImageOps
+    return segs, sos, orientation, jpg
 
-        with Image.open(_io.BytesIO(source)) as im:
-            orig = np.asarray((ImageOps.exif_transpose(im) or im).convert("RGB"))
-    else:
-        orig = _hwc(original, "original")
-    if prot.shape != orig.shape:
-        raise InputError(f"protected: expected the source's upright size {orig.shape[:2]}, got {prot.shape[:2]}")
-    if orig.dtype == np.uint8:
-        changed = np.zeros(prot.shape[:2], dtype=bool)
-        for y in range(0, prot.shape[0], _STRIP_ROWS):  # strip-wise: no full-size float copy
-            diff = _rgb255(prot[y:y + _STRIP_ROWS]) - orig[y:y + _STRIP_ROWS]
-            changed[y:y + _STRIP_ROWS] = np.any(np.abs(diff) > 1e-3, axis=2)  # float32 x/255 -> x: ~1e-5 off
-    else:
-        changed = np.any(prot != orig, axis=2)
+
+def _check_upright_size(jpg: Any, hw: tuple[int, int], orientation: int, name: str) -> None:
+    stored = (hw[1], hw[0]) if _swaps_axes(orientation) else hw
+    if stored != (int(jpg.height), int(jpg.width)):
+        raise InputError(f"{name}: expected the JPEG's stored size {(jpg.height, jpg.width)} after undoing EXIF "
+                         f"orientation {orientation}, got {stored}")
+
+
+def _reencode_region(jpg: Any, prot: np.ndarray, orig: np.ndarray, mask: np.ndarray | None, orientation: int,
+                     stored: tuple[int, int, int, int]) -> tuple[int, int]:
+    """:func:`_reencode` on an upright region (``prot``/``orig`` ``(h, w, 3)``) whose stored rect is ``stored``."""
+    changed = _changed(prot, orig)
     if mask is not None:
-        m = mask.detach().cpu().numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask)
-        if m.shape != changed.shape:
-            raise InputError(f"mask: expected shape {changed.shape}, got {tuple(m.shape)}")
-        changed |= m > 0
-    changed = to_stored_orientation(changed, orientation)
-    if changed.shape != (jpg.height, jpg.width):
-        raise InputError(f"protected: expected the JPEG's stored size {(jpg.height, jpg.width)} after undoing EXIF "
-                         f"orientation {orientation}, got {changed.shape}")
-    n_re, n_changed = _reencode(jpg, to_stored_orientation(prot, orientation, copy=False),
-                                to_stored_orientation(orig, orientation, copy=False), changed)
+        changed |= mask > 0
+    return _reencode(jpg, to_stored_orientation(prot, orientation, copy=False),
+                     to_stored_orientation(orig, orientation, copy=False),
+                     to_stored_orientation(changed, orientation), origin=(stored[0], stored[1]))
+
+
+def _finish(source: bytes, segs: list[tuple[int, bytes]], sos: int, jpg: Any, n_re: int, n_changed: int,
+            strip_gps: bool) -> tuple[bytes, JpegWriteResult]:
+    """Write ``jpg``'s coefficients with the source's kept segments: the output's bytes and the result."""
+    del segs  # the kept segments are read again from the source (kept_segments)
     samp = np.asarray(jpg.samp_factor, dtype=int)
     notes: list[str] = []
     if jpg.progressive_mode:
@@ -566,6 +617,142 @@ def encode_protected_jpeg(
     result = JpegWriteResult(None, blocks, n_re, n_changed, len(source), len(out), _sampling_name(samp),
                              int(np.asarray(jpg.qt).shape[0]), notes)
     return out, result
+
+
+def _windows_rect(boxes: Sequence[tuple[int, int, int, int]], hw: tuple[int, int]) -> tuple[int, int, int, int] | None:
+    """The upright ``(y0, x0, y1, x1)`` around ``boxes`` ((x0, y0, x1, y1)) inside a photo of size ``hw``."""
+    h, w = hw
+    clipped = [(max(int(y0), 0), max(int(x0), 0), min(int(y1), h), min(int(x1), w)) for x0, y0, x1, y1 in boxes]
+    clipped = [r for r in clipped if r[2] > r[0] and r[3] > r[1]]
+    if not clipped:
+        return None
+    return (min(r[0] for r in clipped), min(r[1] for r in clipped), max(r[2] for r in clipped),
+            max(r[3] for r in clipped))
+
+
+def encode_protected_jpeg(
+    source: bytes,
+    protected: torch.Tensor | np.ndarray,
+    original: torch.Tensor | np.ndarray | None = None,
+    *,
+    mask: torch.Tensor | np.ndarray | None = None,
+    windows: Sequence[tuple[int, int, int, int]] | None = None,
+    strip_gps: bool = True,
+) -> tuple[bytes, JpegWriteResult]:
+    """Encode ``protected`` as a JPEG that shares every untouched block with ``source`` (see the module docstring).
+
+    Args:
+        source: the source JPEG file's bytes.
+        protected: ``(3,H,W)`` RGB in [0,1], upright (EXIF orientation applied, as :func:`read_image` returns it).
+        original: the source's upright decode, ``(3,H,W)`` in [0,1] (``LoadedImage.tensor``); decoded from
+            ``source`` with Pillow when omitted.
+        mask: optional ``(H,W)`` face mask (upright, e.g. ``paste_back(..., return_mask=True)``'s): its blocks are
+            re-encoded too. Without it, the blocks that hold a pixel where ``protected`` differs from ``original``.
+        windows: optional upright boxes ``(x0, y0, x1, y1)`` outside which ``protected`` equals ``original`` (and
+            ``mask`` is 0), e.g. the faces' patch boxes: only the blocks around them are compared (the output is
+            the same as without, at a cost that follows the faces, not the photo).
+        strip_gps: drop the EXIF GPS block (and an XMP packet with GPS fields).
+
+    Returns:
+        ``(bytes, result)``; ``result.path`` is ``None``.
+
+    Raises:
+        UnsupportedJpegError: a JPEG this writer does not handle (the caller re-encodes the whole photo).
+        InputError: ``protected`` / ``original`` / ``mask`` shapes disagree with the source.
+    """
+    segs, sos, orientation, jpg = _open_source(source)
+    prot = _hwc(protected, "protected")
+    if original is None:
+        from PIL import ImageOps
+
+        with Image.open(_io.BytesIO(source)) as im:
+            orig = np.asarray((ImageOps.exif_transpose(im) or im).convert("RGB"))
+    else:
+        orig = _hwc(original, "original")
+    if prot.shape != orig.shape:
+        raise InputError(f"protected: expected the source's upright size {orig.shape[:2]}, got {prot.shape[:2]}")
+    m = None
+    if mask is not None:
+        m = mask.detach().cpu().numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask)
+        if m.shape != prot.shape[:2]:
+            raise InputError(f"mask: expected shape {prot.shape[:2]}, got {tuple(m.shape)}")
+    hw = (int(prot.shape[0]), int(prot.shape[1]))
+    _check_upright_size(jpg, hw, orientation, "protected")
+    rect = (0, 0, hw[0], hw[1]) if windows is None else _windows_rect(windows, hw)
+    n_re = n_changed = 0
+    if rect is not None:
+        (y0, x0, y1, x1), stored = _mcu_region(jpg, rect, orientation, hw)
+        n_re, n_changed = _reencode_region(jpg, prot[y0:y1, x0:x1], orig[y0:y1, x0:x1],
+                                           None if m is None else m[y0:y1, x0:x1], orientation, stored)
+    return _finish(source, segs, sos, jpg, n_re, n_changed, strip_gps)
+
+
+def _crop_hwc(image: torch.Tensor | np.ndarray, rect: tuple[int, int, int, int], name: str) -> np.ndarray:
+    """An ``(h, w, 3)`` float32 copy of ``image`` ``(3,H,W)`` in ``rect`` = (y0, x0, y1, x1)."""
+    y0, x0, y1, x1 = rect
+    if isinstance(image, torch.Tensor):
+        crop = image.detach()[:, y0:y1, x0:x1].to("cpu", torch.float32).numpy()
+    else:
+        crop = np.asarray(image)[:, y0:y1, x0:x1].astype(np.float32, copy=False)
+    return np.ascontiguousarray(crop.transpose(1, 2, 0), dtype=np.float32)
+
+
+def encode_patched_jpeg(
+    source: bytes,
+    clean: torch.Tensor | np.ndarray,
+    windows: Sequence[Window],
+    *,
+    compare: Literal["float", "decode"] = "float",
+    strip_gps: bool = True,
+) -> tuple[bytes, JpegWriteResult]:
+    """:func:`encode_protected_jpeg` of ``clean`` with ``windows`` written into it, without a full-size copy.
+
+    Only the MCUs under the windows' boxes are read, patched, compared and re-encoded: the cost follows the faces,
+    not the photo, and neither a patched copy of the photo nor a decode of the source is needed.
+
+    Args:
+        source: the source JPEG file's bytes.
+        clean: ``(3,H,W)`` the source's upright decode in [0,1] (``LoadedImage.tensor``); not modified.
+        windows: applied in order (a later one over an earlier one), as :func:`~nullswap.faces.pasteback.apply_patches`
+            does; the protected photo is ``clean`` with them.
+        compare: what the changed pixels are found against: ``"float"``, ``clean`` itself (what
+            ``encode_protected_jpeg(source, protected, clean)`` does), ``"decode"``, the source's 8-bit decode
+            (``round(255 clean)``, what ``encode_protected_jpeg(source, protected)`` does: the same bytes, no decode).
+        strip_gps: drop the EXIF GPS block (and an XMP packet with GPS fields).
+
+    Returns:
+        ``(bytes, result)``, the bytes :func:`encode_protected_jpeg` gives for the patched photo.
+
+    Raises:
+        UnsupportedJpegError: a JPEG this writer does not handle.
+        InputError: ``clean``'s shape disagrees with the source, or a bad ``compare``.
+    """
+    if compare not in ("float", "decode"):
+        raise InputError(f"compare: expected 'float' or 'decode', got {compare!r}")
+    if clean.ndim != 3 or clean.shape[0] != 3:
+        raise InputError(f"clean: expected a (3,H,W) RGB image, got shape {tuple(clean.shape)}")
+    segs, sos, orientation, jpg = _open_source(source)
+    hw = (int(clean.shape[1]), int(clean.shape[2]))
+    _check_upright_size(jpg, hw, orientation, "clean")
+    rect = _windows_rect([w.box for w in windows], hw)
+    n_re = n_changed = 0
+    if rect is not None:
+        up, stored = _mcu_region(jpg, rect, orientation, hw)
+        y0, x0, y1, x1 = up
+        orig = _crop_hwc(clean, up, "clean")
+        prot = orig.copy()
+        for win in windows:
+            bx0, by0, bx1, by1 = (int(v) for v in win.box)
+            ax0, ay0, ax1, ay1 = max(bx0, x0), max(by0, y0), min(bx1, x1), min(by1, y1)
+            if ax1 > ax0 and ay1 > ay0:
+                px = win.pixels[:, ay0 - by0:ay1 - by0, ax0 - bx0:ax1 - bx0]
+                px = px.detach().to("cpu", torch.float32).numpy() if isinstance(px, torch.Tensor) else np.asarray(
+                    px, dtype=np.float32)
+                prot[ay0 - y0:ay1 - y0, ax0 - x0:ax1 - x0] = px.transpose(1, 2, 0)
+        if compare == "decode":  # float32 u/255 * 255 is within an ulp of u: the source's 8-bit decode
+            orig = np.rint(np.clip(orig, 0.0, 1.0) * np.float32(255.0)).astype(np.uint8)
+        n_re, n_changed = _reencode_region(jpg, prot, orig, None, orientation, stored)
+    return _finish(source, segs, sos, jpg, n_re, n_changed, strip_gps)
 
 
 def write_protected_jpeg(
@@ -607,5 +794,6 @@ def write_protected_jpeg(
     return result
 
 
-__all__ = ["JPEGLIB_VERSION", "JpegWriteResult", "encode_protected_jpeg", "jpeg_segments", "kept_segments",
+__all__ = ["JPEGLIB_VERSION", "JpegWriteResult", "Window", "encode_patched_jpeg", "encode_protected_jpeg",
+           "jpeg_segments", "kept_segments",
            "to_stored_orientation", "unchanged_region", "write_protected_jpeg"]
