@@ -34,7 +34,14 @@ from nullswap.faces.io import LoadedImage, read_image, to_uint8
 from nullswap.faces.pasteback import FacePatch, apply_patches, face_patches, face_region, region_views
 from nullswap.faces.templates import get_template
 from nullswap.verdict import FaceVerdict, Verifier, VerifyCache, choose_verifiers, optimised_recognizers, worst_outcome
-from nullswap.written import EncodedPhoto, decode_region, save_encoded, written_pixels, written_region
+from nullswap.written import (
+    EncodedPhoto,
+    decode_region,
+    encode_patched,
+    save_encoded,
+    written_pixels,
+    written_region,
+)
 
 log = logging.getLogger(__name__)
 
@@ -167,13 +174,20 @@ class ProtectedImage:
 
     def _save_patched(self, path: str | os.PathLike[str], strip_gps: bool, overwrite: bool,
                       written: dict[str, Any]) -> Path:
-        """Write without a full-size copy: the patches go into the source's pixels for the write, then come out.
+        """Write without a full-size copy.
 
-        The JPEG writer then decodes the source's own pixels (uint8) to find the changed blocks.
+        A JPEG output of a JPEG source is encoded from the blocks under the patches only
+        (:func:`nullswap.written.encode_patched`, compared against the source's 8-bit decode: the bytes
+        :func:`write_image` with ``original="decode"`` writes, without decoding the source). Otherwise the patches go
+        into the source's pixels for the write, then come out.
         """
-        from nullswap.faces.io import write_image
+        from nullswap.faces.io import output_format, write_image
 
         base = self._image
+        if self.source is not None and output_format(path, self.source) == "JPEG":
+            enc = encode_patched(base, self.patches or [], self.source, strip_gps=strip_gps, compare="decode")
+            if enc is not None:
+                return save_encoded(path, enc, overwrite=overwrite, record=written)
         saved = [base[:, p.box[1]:p.box[3], p.box[0]:p.box[2]].clone() for p in self.patches or []]
         try:
             apply_patches(base, self.patches or [])
@@ -291,6 +305,8 @@ class PhotoProtector:
         until_protected: redo a ``weak`` face at the next strength, up to ``high``; default: on for ``auto``.
         refine: method ``nullswap`` only: ``K`` identity-targeted attack steps after the one pass, on the checkpoint's
             training recognizers (:class:`~nullswap.protectors.nullswap.NullSwapProtector`); 0: the one pass alone.
+        strip_gps: whether the outputs will be saved without GPS (``--keep-gps``: ``False``; settable later as the
+            ``strip_gps`` attribute): the JPEG encoded for the verdict is then the one the save writes as is.
 
     Raises:
         InputError: bad strength, device or method/checkpoint combination.
@@ -314,6 +330,7 @@ class PhotoProtector:
         verifiers: list[str] | None = None,
         until_protected: bool | None = None,
         refine: int = 0,
+        strip_gps: bool = True,
     ) -> None:
         from nullswap.protectors import create_protector
 
@@ -337,6 +354,9 @@ class PhotoProtector:
             raise InputError(f"refine: expected method nullswap (one pass plus K attack steps), got method "
                              f"{self.method!r}")
         self.until_protected = (method == "auto") if until_protected is None else bool(until_protected)
+        #: whether the outputs will drop GPS: the JPEG encoded for the verdict is the one :meth:`ProtectedImage.save`
+        #: writes only when its ``strip_gps`` agrees (else the save encodes again)
+        self.strip_gps = bool(strip_gps)
         self.strength = strength
         self._kwargs: dict[str, Any] = {"device": self.device}
         if checkpoint is not None:
@@ -550,7 +570,8 @@ class PhotoProtector:
             region = (0, 0, int(img.shape[2]), int(img.shape[1]))
         clean, _, local = region_views(img, [], lms, region)
         t = time.perf_counter()
-        patched, self._encoded = written_region(img, patches, source, region)
+        patched, self._encoded = written_region(img, patches, source, region,
+                                                 strip_gps=self.strip_gps)
         self.timings["written"] = self.timings.get("written", 0.0) + time.perf_counter() - t
         return list(self.verifier.verify(clean, patched, local, strengths, cache=cache))
 

@@ -132,6 +132,7 @@ def protect(
                                 recognizers=_names(recognizers), detector=detector, verify=verify,
                                 verifiers=_names(verifiers), until_protected=until_protected,
                                 **({"refine": refine} if refine else {}))
+            pp.strip_gps = not keep_gps  # the JPEG encoded for the verdict is then the one written
             if report:
                 pp.load_report_recognizers()
     except NullswapError as e:
