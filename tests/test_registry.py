@@ -92,6 +92,27 @@ def test_factories_reject_unknown_keywords_naming_the_accepted_ones():
         create_manipulator("stargan-celeba", chekpoint="x", pretrained=False)
 
 
+def test_protector_factories_name_their_keywords():
+    """No protector factory swallows keywords with ``**_``: a misspelling fails, wherever the factory is called."""
+    import inspect
+
+    from nullswap.protectors import create_protector
+    from nullswap.protectors.base import PROTECTORS
+
+    for name in PROTECTORS.names():
+        params = inspect.signature(PROTECTORS.get(name).factory).parameters.values()
+        assert not any(p.kind is p.VAR_KEYWORD and p.name.startswith("_") for p in params), name
+    with pytest.raises(InputError, match=r"'noise_scal'.*did you mean 'noise_scale'"):
+        create_protector("nullswap", noise_scal=0.5)
+    with pytest.raises(InputError, match=r"'psnr_flor'.*did you mean 'psnr_floor'"):
+        create_protector("nullswap", psnr_flor=30.0)
+    with pytest.raises(TypeError, match="noise_scal"):  # called directly, the factory refuses it too
+        PROTECTORS.get("nullswap").factory(noise_scal=0.5)
+    for name in ("ars", "idguard", "retentive"):
+        with pytest.raises(TypeError, match="strenght"):
+            PROTECTORS.get(name).factory(strenght="low")
+
+
 def test_check_keywords_lets_forwarding_factories_through():
     from nullswap.registry import accepted_keywords, check_keywords
 

@@ -155,7 +155,7 @@ def load_ars(path: str | Path | None, map_location: str | torch.device = "cpu"
 
 @register_protector("ars", "Adversarial Robust Safeguard two-way protection (Guan et al.), needs trained weights")
 def _make_ars(checkpoint: str | None = None, strength: str | float = "mid",
-              device: str | torch.device | None = None, **_: object) -> PerturbationProtector:
+              device: str | torch.device | None = None) -> PerturbationProtector:
     """Factory: a trained ARS generator as a protector (strength scales ``eps``).
 
     Raises:

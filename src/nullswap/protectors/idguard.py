@@ -137,7 +137,7 @@ def load_idguard(path: str | Path | None, map_location: str | torch.device = "cp
 
 @register_protector("idguard", "ID-Guard ResNet perturbation generator (Qu et al.), needs trained weights")
 def _make_idguard(checkpoint: str | None = None, strength: str | float = "mid",
-                  device: str | torch.device | None = None, **_: object) -> PerturbationProtector:
+                  device: str | torch.device | None = None) -> PerturbationProtector:
     """Factory: a trained ID-Guard generator as a protector (strength scales the perturbation and ``eps``).
 
     Raises:

@@ -258,7 +258,7 @@ def load_retentive(path: str | Path | None, map_location: str | torch.device = "
 
 @register_protector("retentive", "retentive proactive defense U-Net (Jiang et al.), needs trained weights")
 def _make_retentive(checkpoint: str | None = None, strength: str | float = "mid",
-                    device: str | torch.device | None = None, **_: object) -> PerturbationProtector:
+                    device: str | torch.device | None = None) -> PerturbationProtector:
     """Factory: a trained retentive generator as a protector.
 
     Raises:

@@ -151,7 +151,6 @@ def _make_nullswap(
     psnr_floor: float | str | None = "auto",
     refine: int = 0,
     refine_recognizers: Any = None,
-    **_: object,
 ) -> NullSwapProtector:
     """Factory: load ``checkpoint`` (or the packaged default) into a :class:`NullSwapProtector` in eval mode.
 
