@@ -11,7 +11,6 @@ the protected face with the clean one, and the face is ``protected``, ``partial`
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import os
@@ -24,13 +23,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 
 from nullswap.checks import check_image_batch
 from nullswap.errors import InputError, NullswapError, WeightsError, WeightsNotFoundError
 from nullswap.faces.alignment import align_faces, alignment_matrices
 from nullswap.faces.detection import Detections, FaceDetector, create_detector
-from nullswap.faces.io import LoadedImage, read_image, to_uint8
+from nullswap.faces.io import LoadedImage, jpeg_roundtrip, read_image
 from nullswap.faces.pasteback import FacePatch, apply_patches, face_patches, face_region, region_views
 from nullswap.faces.templates import get_template
 from nullswap.verdict import FaceVerdict, Verifier, VerifyCache, choose_verifiers, optimised_recognizers, worst_outcome
@@ -270,15 +268,6 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     elif dev.type != "cpu":
         raise InputError(f"device: expected cpu, cuda or cuda:N, got {str(device)!r}")
     return dev
-
-
-def jpeg_roundtrip(image: torch.Tensor, quality: int = 75) -> torch.Tensor:
-    """``(3,H,W)`` image through a real JPEG encode/decode (Pillow, 4:2:0 as most sharing sites re-encode)."""
-    buf = io.BytesIO()
-    Image.fromarray(to_uint8(image)).save(buf, format="JPEG", quality=quality)
-    buf.seek(0)
-    arr = torch.from_numpy(np.asarray(Image.open(buf).convert("RGB")).copy()).permute(2, 0, 1)
-    return arr.float().div(255.0).to(image.device)
 
 
 class PhotoProtector:

@@ -125,3 +125,59 @@ def test_write_refuses_overwrite_and_reports_readonly(tmp_path):
     assert (tmp_path / "a.png").read_bytes() == before
     with pytest.raises(ImageWriteError):
         write_image(tmp_path / "missing-dir" / "a.png", t)
+
+
+def _old_report_roundtrip(image, quality):
+    """``protection.jpeg_roundtrip`` before it moved to ``faces.io`` (the protect report's q75 re-compression)."""
+    import io
+
+    from nullswap.faces.io import to_uint8
+
+    buf = io.BytesIO()
+    Image.fromarray(to_uint8(image)).save(buf, format="JPEG", quality=quality)
+    buf.seek(0)
+    arr = torch.from_numpy(np.asarray(Image.open(buf).convert("RGB")).copy()).permute(2, 0, 1)
+    return arr.float().div(255.0).to(image.device)
+
+
+def _old_perturbation_roundtrip(x, quality):
+    """``evaluation.perturbations._jpeg`` before it used ``faces.io.jpeg_roundtrip`` (the robustness protocol)."""
+    import io
+
+    arr = (x.detach().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    out = np.empty_like(arr)
+    for i, a in enumerate(arr):
+        buf = io.BytesIO()
+        Image.fromarray(np.ascontiguousarray(a)).save(buf, format="JPEG", quality=int(round(quality)))
+        buf.seek(0)
+        with Image.open(buf) as im:
+            out[i] = np.asarray(im.convert("RGB"))
+    return torch.from_numpy(out).permute(0, 3, 1, 2).to(device=x.device, dtype=x.dtype) / 255.0
+
+
+def test_jpeg_roundtrip_is_the_one_both_callers_use_with_the_same_pixels():
+    from nullswap import protection
+    from nullswap.errors import InputError
+    from nullswap.evaluation.perturbations import apply_perturbation
+    from nullswap.faces.io import jpeg_roundtrip
+
+    g = torch.Generator().manual_seed(0)
+    photo = torch.from_numpy(_gradient(37, 53)).permute(2, 0, 1).float() / 255  # odd sizes: partial MCUs
+    photo = (photo + 0.05 * torch.randn(photo.shape, generator=g)).clamp(0, 1)
+    assert protection.jpeg_roundtrip is jpeg_roundtrip
+    for q in (10, 75, 95):
+        y = jpeg_roundtrip(photo, q)
+        assert y.shape == photo.shape and y.dtype == torch.float32
+        assert torch.equal(y, _old_report_roundtrip(photo, q))
+    crops = torch.rand(3, 3, 32, 40, generator=g) * 1.2 - 0.1  # out of range: clamped as before
+    for q in (1, 30, 50, 90, 100):
+        assert torch.equal(jpeg_roundtrip(crops, q), _old_perturbation_roundtrip(crops, q))
+    crops = crops.clamp(0, 1)  # the protocol takes [0,1] crops
+    assert torch.equal(apply_perturbation(crops, "jpeg", 2), _old_perturbation_roundtrip(crops, 50))
+    assert torch.equal(apply_perturbation(crops.double(), "jpeg", 64.0),
+                       _old_perturbation_roundtrip(crops.double(), 64))
+    for bad in (0, 101, 75.0, True):
+        with pytest.raises(InputError, match="expected an integer quality in"):
+            jpeg_roundtrip(photo, bad)
+    with pytest.raises(InputError, match=r"expected an image \(3,H,W\) or a batch"):
+        jpeg_roundtrip(photo[0], 75)

@@ -30,20 +30,18 @@ Example:
 
 from __future__ import annotations
 
-import io
 import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import kornia
-import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 from nullswap.checks import check_image_batch
 from nullswap.errors import InputError, UnknownModelError
+from nullswap.faces.io import jpeg_roundtrip
 
 log = logging.getLogger(__name__)
 
@@ -116,23 +114,8 @@ def _rand(shape: tuple[int, ...], x: torch.Tensor, generator: torch.Generator | 
 
 
 def _jpeg(x: torch.Tensor, quality: float, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Real JPEG round trip with Pillow (libjpeg), default 4:2:0 chroma subsampling, through uint8 pixels.
-
-    Kept on Pillow: torchvision's batched ``encode_jpeg``/``decode_jpeg`` give the same pixels (checked on random and
-    CelebA crops, qualities 1-100) and run ~2x faster, but torchvision 0.29 deprecates its image codecs (a
-    ``DeprecationWarning`` per call; to be removed in favour of TorchCodec).
-    """
-    q = int(round(quality))
-    arr = (x.detach().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-    out = np.empty_like(arr)
-    for i, a in enumerate(arr):
-        buf = io.BytesIO()
-        Image.fromarray(np.ascontiguousarray(a)).save(buf, format="JPEG", quality=q)
-        buf.seek(0)
-        with Image.open(buf) as im:
-            out[i] = np.asarray(im.convert("RGB"))
-    y = torch.from_numpy(out).permute(0, 3, 1, 2).to(device=x.device, dtype=x.dtype) / 255.0
-    return y
+    """Real JPEG round trip (:func:`nullswap.faces.io.jpeg_roundtrip`: Pillow's libjpeg, 4:2:0, uint8 pixels)."""
+    return jpeg_roundtrip(x, int(round(quality)))
 
 
 def _gaussian_blur(x: torch.Tensor, sigma: float, generator: torch.Generator | None = None) -> torch.Tensor:

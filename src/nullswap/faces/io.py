@@ -350,6 +350,42 @@ def to_uint8(image: torch.Tensor) -> np.ndarray:
     return out.numpy()
 
 
+def jpeg_roundtrip(image: torch.Tensor, quality: int = 75) -> torch.Tensor:
+    """Image(s) through a real JPEG encode and decode: Pillow's libjpeg, its default 4:2:0 chroma subsampling.
+
+    The one JPEG round trip of the project: the protect report's re-compression of a whole photo (``q75``, as most
+    sharing sites re-encode) and the robustness protocol's ``jpeg`` perturbation
+    (:mod:`nullswap.evaluation.perturbations`). Pixels go through :func:`to_uint8` (clamped to [0,1], rounded to
+    the nearest 8-bit value, in row strips). Kept on Pillow: torchvision's batched ``encode_jpeg``/``decode_jpeg``
+    give the same pixels but torchvision 0.29 deprecates its image codecs.
+
+    Args:
+        image: ``(3,H,W)`` or ``(N,3,H,W)`` floating point, values in [0,1].
+        quality: JPEG quality, 1 to 100.
+
+    Returns:
+        The decoded pixels in [0,1], the input's shape, device and dtype.
+
+    Raises:
+        InputError: a quality outside 1-100 or an image that is not ``(3,H,W)`` / ``(N,3,H,W)`` floating point.
+    """
+    if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 100:
+        raise InputError(f"jpeg_roundtrip: expected an integer quality in [1, 100], got {quality!r}")
+    if not isinstance(image, torch.Tensor) or image.ndim not in (3, 4):
+        got = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
+        raise InputError(f"jpeg_roundtrip: expected an image (3,H,W) or a batch (N,3,H,W), got {got}")
+    batch = image if image.ndim == 4 else image.unsqueeze(0)
+    out = np.empty((batch.shape[0], batch.shape[2], batch.shape[3], 3), dtype=np.uint8)
+    for i, img in enumerate(batch):
+        buf = _io.BytesIO()
+        Image.fromarray(to_uint8(img)).save(buf, format="JPEG", quality=quality)
+        buf.seek(0)
+        with Image.open(buf) as im:
+            out[i] = np.asarray(im.convert("RGB"))
+    y = torch.from_numpy(out).permute(0, 3, 1, 2).to(device=image.device, dtype=image.dtype) / 255.0
+    return y if image.ndim == 4 else y[0]
+
+
 #: Lossless TIFF compressions Pillow writes; other sources (JPEG-in-TIFF, ...) are written with Adobe deflate.
 _TIFF_LOSSLESS = ("raw", "tiff_lzw", "tiff_adobe_deflate", "tiff_deflate", "packbits")
 #: Formats whose alpha channel is written.
