@@ -21,8 +21,10 @@ larger): the encode is not new, it moves from the save to the verification and t
 save then only writes the bytes. New is one decode of the output: 0.011 s for a 1-MP photo, 0.095 s for a 12-MP one
 (4000 x 3000, one face whose window covers 2400 x 2400 px: 69,510 of 281,500 blocks re-encoded). The encode itself
 costs 0.055 s at 1 MP (patched into a copy) and 1.05 s at 12 MP patched in place (0.44 s + 0.08 s for the copy when
-patched into a copy: :data:`COPY_MAX_PIXELS`). With ``until_protected`` every re-verification encodes again; a save
-with ``strip_gps=False`` (``--keep-gps``) encodes again too (the same pixels, other metadata).
+patched into a copy: :data:`COPY_MAX_PIXELS`). Since 2026-11-29 the encode reads, patches and compares only the MCUs
+under the face windows (:func:`encode_patched`): no patched copy of the photo and no decode of the source, the same
+bytes. With ``until_protected`` every re-verification encodes again; ``--keep-gps`` sets the protector's
+``strip_gps`` up front, so the save writes the verdict's bytes.
 
 The verdict is for the source's own format; saving under an extension that converts the photo to another format
 (``photo.jpg`` -> ``out.png``) writes that format, whose pixels were not the ones verified.
@@ -54,9 +56,9 @@ log = logging.getLogger(__name__)
 #: Lossless formats whose 8-bit RGB(A) output is the 8-bit rounding of the image.
 LOSSLESS_8BIT = ("PNG", "BMP", "TIFF", "WEBP")
 
-#: Photos up to this many pixels are patched into a copy for the encode (the JPEG writer then compares float
-#: pixels: 0.44 s CPU instead of 1.05 s at 12 MP, measured); larger ones are patched in place and the writer decodes
-#: the source to compare (no full-size float copy, 144 MB at 12 MP), as :meth:`ProtectedImage.save` does.
+#: JPEG: photos up to this many pixels are compared against the clean float pixels, larger ones against the
+#: source's 8-bit decode (``round(255 x)``, no decode needed): the bytes the earlier patched-copy / in-place paths
+#: wrote. Other formats needing the whole photo: patched into a copy up to this size, else in place.
 COPY_MAX_PIXELS = 4_000_000
 
 #: Region ``(x0, y0, x1, y1)`` in photo pixels.
