@@ -24,7 +24,8 @@ CONFIG_FILENAME = "config.json"
 #: Version of the ``config.json`` document.
 VERSION = 1
 
-__all__ = ["CONFIG_FILENAME", "MODEL_FILENAME", "VERSION", "checkpoint_files", "read_checkpoint", "write_checkpoint"]
+__all__ = ["CONFIG_FILENAME", "MODEL_FILENAME", "VERSION", "checkpoint_files", "read_checkpoint", "read_document",
+           "write_checkpoint"]
 
 
 def checkpoint_files(path: str | Path) -> tuple[Path, Path]:
@@ -66,6 +67,33 @@ def write_checkpoint(
     return model_path
 
 
+def read_document(
+    path: str | Path, what: str, upgrade: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+) -> Any:
+    """The parsed ``config.json`` of a checkpoint, upgraded when it has no ``format`` (not otherwise checked).
+
+    Args:
+        path: the folder, its ``model.safetensors`` or its ``config.json``.
+        what: the model's name, for messages.
+        upgrade: maps an older document without ``format`` to this schema.
+
+    Raises:
+        WeightsNotFoundError: no ``config.json``.
+        WeightsError: an unreadable file or not JSON.
+    """
+    config_path = checkpoint_files(path)[1]
+    if not config_path.is_file():
+        raise WeightsNotFoundError(f"{what} checkpoint {str(path)!r}: expected {CONFIG_FILENAME} at "
+                                   f"{str(config_path)!r}, not found")
+    try:
+        doc = json.loads(config_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise WeightsError(f"{what} checkpoint {str(config_path)!r}: expected JSON, got unreadable file: {e}") from e
+    if isinstance(doc, dict) and "format" not in doc and upgrade is not None:
+        doc = upgrade(doc)
+    return doc
+
+
 def read_checkpoint(
     path: str | Path,
     formats: str | Collection[str],
@@ -97,12 +125,7 @@ def read_checkpoint(
                 f"{what} checkpoint {str(path)!r}: expected {f.name} at {str(f)!r}, not found "
                 "(train one with `nullswap train --config configs/<name>.yaml`)"
             )
-    try:
-        doc = json.loads(config_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise WeightsError(f"{what} checkpoint {str(config_path)!r}: expected JSON, got unreadable file: {e}") from e
-    if isinstance(doc, dict) and "format" not in doc and upgrade is not None:
-        doc = upgrade(doc)
+    doc = read_document(config_path, what, upgrade)
     if not isinstance(doc, dict) or doc.get("format") not in accepted or not isinstance(doc.get("config"), dict):
         got = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
         raise WeightsError(

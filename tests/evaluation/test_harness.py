@@ -120,3 +120,75 @@ def test_evaluate_cli_manipulation_protocol_with_shipped_surrogate(shared, tmp_p
     l2 = {x["protector"]: x["value"] for x in recs if x["metric"] == "l2_disruption"}
     assert l2["clean"] == pytest.approx(0.0, abs=1e-7) and l2["fgsm"] > 0  # G(x') differs from G(x)
     assert "## manipulation" in (tmp_path / "m" / "tables.md").read_text()
+
+
+def _tiny_autoencoder_folder(folder):
+    import torch
+
+    from nullswap.manipulators.autoencoder import FaceAutoencoder, save_autoencoder
+
+    torch.manual_seed(0)
+    model = FaceAutoencoder({"image_size": 128, "channels": 4, "n_down": 2, "n_res": 1, "max_channels": 8})
+    save_autoencoder(folder, model, {"step": 1})
+    return model
+
+
+def test_manipulator_checkpoint_folders_dispatch_by_format(tmp_path):
+    import torch
+
+    from nullswap.errors import InputError, WeightsError, WeightsNotFoundError
+    from nullswap.evaluation.harness import load_manipulator
+    from nullswap.manipulators.autoencoder import FaceAutoencoder
+    from nullswap.manipulators.checkpoint import resolve_manipulator
+    from nullswap.manipulators.swapper import SwapGenerator, SwapperConfig, save_swapper
+
+    model = _tiny_autoencoder_folder(tmp_path / "ae")
+    loaded = load_manipulator(str(tmp_path / "ae"), "manipulation")
+    assert isinstance(loaded, FaceAutoencoder) and not loaded.training
+    x = torch.rand(2, 3, 128, 128)
+    assert torch.equal(loaded(x), model.eval()(x))
+    cfg = SwapperConfig(channels=4, max_channels=8, n_blocks=1, latent_dim=16)
+    save_swapper(tmp_path / "sw", SwapGenerator(cfg), cfg)
+    assert resolve_manipulator(tmp_path / "sw") == ("swapper-celeba", tmp_path / "sw")
+    assert resolve_manipulator("surrogate-ae") == ("surrogate-ae", None)
+    # the first schema {"kind", "model"} still dispatches
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "config.json").write_text(json.dumps({"kind": "surrogate-ae", "model": {}}))
+    assert resolve_manipulator(tmp_path / "old")[0] == "surrogate-ae"
+    # a protector's checkpoint is refused, naming both formats
+    (tmp_path / "prot").mkdir()
+    (tmp_path / "prot" / "config.json").write_text(json.dumps(
+        {"format": "nullswap-generator", "version": 1, "config": {}, "meta": {}}))
+    with pytest.raises(WeightsError, match=r"expected config.json format 'face-autoencoder' or 'swap-generator' "
+                                           r"\(a trained manipulator\), got 'nullswap-generator'"):
+        load_manipulator(str(tmp_path / "prot"), "swap")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(WeightsNotFoundError, match="config.json"):
+        load_manipulator(tmp_path / "empty", "manipulation")
+    with pytest.raises(InputError, match=r"expected a name among .*'surrogate-ae'.* or a checkpoint folder"):
+        load_manipulator(str(tmp_path / "missing"), "manipulation")
+
+
+def test_evaluate_cli_refuses_a_manipulator_folder_of_another_format_before_loading_data(tmp_path):
+    (tmp_path / "prot").mkdir()
+    (tmp_path / "prot" / "config.json").write_text(json.dumps(
+        {"format": "idguard-generator", "version": 1, "config": {}, "meta": {}}))
+    for option, proto in (("--manipulator", "manipulation"), ("--swapper", "swap")):
+        r = CliRunner().invoke(app, [
+            "evaluate", "--protector", "clean", "--data", str(tmp_path / "no-data"), "--protocol", proto, option,
+            str(tmp_path / "prot"), "--out", str(tmp_path / "out")])
+        assert r.exit_code == 2, r.output
+        assert "got 'idguard-generator'" in " ".join(r.output.split())
+
+
+@pytest.mark.shared
+def test_evaluate_cli_manipulation_protocol_with_a_checkpoint_folder(shared, tmp_path):
+    _tiny_autoencoder_folder(tmp_path / "ae")
+    r = CliRunner().invoke(app, [
+        "evaluate", "--protector", "clean", "--data", str(shared / "data" / "lfw"), "--max-identities", "2",
+        "--max-probes", "2", "--template", "protector-128", "--recognizers", "mobilefacenet-casia",
+        "--protocol", "manipulation", "--manipulator", str(tmp_path / "ae"), "--out", str(tmp_path / "m")])
+    assert r.exit_code == 0, r.output
+    recs = json.loads((tmp_path / "m" / "results.json").read_text())["records"]
+    l2 = {x["protector"]: x["value"] for x in recs if x["metric"] == "l2_disruption"}
+    assert l2["clean"] == pytest.approx(0.0, abs=1e-7)

@@ -84,10 +84,12 @@ def evaluate(
     batch_size: Annotated[int, typer.Option(help="Crops per protector call.")] = 8,
     seed: Annotated[int, typer.Option(help="Seed for stochastic protectors and perturbations.")] = 0,
     device: Annotated[str, typer.Option(help="cpu | cuda.")] = "cpu",
-    swapper: Annotated[str, typer.Option(help="Face-swap model of the swap protocol (Table 3).")]
+    swapper: Annotated[str, typer.Option(help="Face-swap model of the swap protocol (Table 3): a manipulator name "
+                                              "or a checkpoint folder (its config.json format says which).")]
     = "swapper-celeba",
     manipulator: Annotated[str, typer.Option(help="Manipulation model of the manipulation protocol (ID-Guard/ARS "
-                                                  "disruption).")] = "surrogate-ae",
+                                                  "disruption): a manipulator name or a checkpoint folder, e.g. "
+                                                  "runs/ae/export.")] = "surrogate-ae",
 ) -> None:
     """Evaluate protectors (quality, identification top-1/top-5, robustness grid) and write tables and figures."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -97,9 +99,14 @@ def evaluate(
     from nullswap.evaluation import load_eval_set
     from nullswap.evaluation.figures import comparison_grid, robustness_curves
     from nullswap.evaluation.results import render_tables
+    from nullswap.manipulators.checkpoint import resolve_manipulator
 
     t0 = time.perf_counter()
     try:
+        protocols = [p.strip() for p in protocol.split(",")]
+        for proto, spec in (("swap", swapper), ("manipulation", manipulator)):
+            if proto in protocols:
+                resolve_manipulator(spec)  # an unknown name or a folder of another format fails before the data loads
         attack = [r.strip() for r in attack_recognizers.split(",")] if attack_recognizers else None
         specs = [s.strip() for s in protector.split(",") if s.strip()]
         if template is None:  # the trained models' own template, else the default crop
@@ -117,8 +124,7 @@ def evaluate(
             def prog(name: str, done: int, total: int) -> None:
                 bar.update(task, description=f"protecting ({name})", completed=done, total=total)
 
-            rs, kept = run_eval(prots, es, [r.strip() for r in recognizers.split(",")],
-                                [p.strip() for p in protocol.split(",")],
+            rs, kept = run_eval(prots, es, [r.strip() for r in recognizers.split(",")], protocols,
                                 perturbations=[p.strip() for p in perturbations.split(",")] if perturbations else None,
                                 batch_size=batch_size, seed=seed, device=device, progress=prog,
                                 swapper=swapper, manipulator=manipulator)

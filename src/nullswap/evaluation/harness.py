@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -40,6 +40,9 @@ from nullswap.errors import InputError
 from nullswap.evaluation.results import ResultSet
 from nullswap.protectors.base import IdentityProtector, Protector
 from nullswap.recognizers.ensemble import RecognizerEnsemble
+
+if TYPE_CHECKING:
+    from nullswap.manipulators.base import Manipulator
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +147,32 @@ def _identification(gallery: torch.Tensor, labels: torch.Tensor, probes: torch.T
     return identification_accuracy(gallery, labels, probes, labels[probe_idx], topk=tuple(topk), exclude=probe_idx)
 
 
+def load_manipulator(spec: str | Path, protocol: str) -> Manipulator:
+    """The model of the ``swap`` or ``manipulation`` protocol: a registered name or a checkpoint folder.
+
+    A folder is dispatched by its ``config.json`` format
+    (:func:`~nullswap.manipulators.checkpoint.resolve_manipulator`); a registered swapper must have its weights
+    installed (:func:`~nullswap.evaluation.swap.swap_protocol_available`).
+
+    Raises:
+        InputError: an unknown name, or a swapper without installed weights.
+        WeightsNotFoundError: a folder without ``config.json`` or ``model.safetensors``.
+        WeightsError: a folder of another format (a protector checkpoint, ...), or unreadable weights.
+    """
+    from nullswap.manipulators import create_manipulator
+    from nullswap.manipulators.checkpoint import resolve_manipulator
+
+    name, checkpoint = resolve_manipulator(spec)
+    if checkpoint is not None:
+        log.info("protocol %r: %s holds a %r checkpoint", protocol, checkpoint, name)
+        return create_manipulator(name, checkpoint=checkpoint)
+    if protocol == "swap":
+        from nullswap.evaluation.swap import swap_protocol_available
+
+        swap_protocol_available(name)
+    return create_manipulator(name)
+
+
 def evaluate(
     protectors: dict[str, Protector],
     data: EvalSet,
@@ -157,8 +186,8 @@ def evaluate(
     perceptual: str = "auto",
     progress: Callable[[str, int, int], None] | None = None,
     keep_protected: bool = False,
-    swapper: str = "swapper-celeba",
-    manipulator: str = "surrogate-ae",
+    swapper: str | Path = "swapper-celeba",
+    manipulator: str | Path = "surrogate-ae",
 ) -> tuple[ResultSet, dict[str, torch.Tensor]]:
     """Run ``protocols`` for every protector on ``data``.
 
@@ -174,10 +203,10 @@ def evaluate(
         perceptual: perceptual metric of the quality protocol (:func:`nullswap.metrics.perceptual.create_perceptual`).
         progress: ``progress(protector, done, total)`` callback.
         keep_protected: return all protected crops instead of the first 8.
-        swapper: the face-swap model of the ``swap`` protocol (:mod:`nullswap.manipulators`; its template must be
-            the evaluation set's).
+        swapper: the face-swap model of the ``swap`` protocol, a name or a checkpoint folder
+            (:func:`load_manipulator`; its template must be the evaluation set's).
         manipulator: the manipulation model of the ``manipulation`` protocol (ID-Guard / ARS / retentive
-            disruption: ``G(x)`` vs ``G(x')``).
+            disruption: ``G(x)`` vs ``G(x')``), a name or a checkpoint folder.
 
     Returns:
         The results, and (for figures) the protected probe crops per protector (the first few, or all with
@@ -187,18 +216,9 @@ def evaluate(
         if p not in PROTOCOLS:
             raise InputError(f"protocol: expected one of {PROTOCOLS}, got {p!r}")
     device = torch.device(device)
-    swap_model = None
-    if "swap" in protocols:
-        from nullswap.evaluation.swap import swap_protocol_available
-        from nullswap.manipulators import create_manipulator
-
-        swap_protocol_available(swapper)
-        swap_model = create_manipulator(swapper).to(device).eval()
-    manip_model = None
-    if "manipulation" in protocols:
-        from nullswap.manipulators import create_manipulator
-
-        manip_model = create_manipulator(manipulator).to(device).eval()
+    swap_model = load_manipulator(swapper, "swap").to(device).eval() if "swap" in protocols else None
+    manip_model = load_manipulator(manipulator, "manipulation").to(device).eval() if "manipulation" in protocols \
+        else None
     for proto, model, name in (("swap", swap_model, swapper), ("manipulation", manip_model, manipulator)):
         if model is not None and model.template != data.faces.template.name:
             raise InputError(f"protocol {proto!r}: {name!r} expected crops of template {model.template!r}, the "

@@ -19,7 +19,8 @@ import torch
 from torch import nn
 
 from nullswap._common import ASSETS_ROOT
-from nullswap.checkpoint import VERSION, read_checkpoint, write_checkpoint
+from nullswap.checkpoint import VERSION, read_checkpoint, read_document, write_checkpoint
+from nullswap.errors import InputError, WeightsError
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,9 @@ _LEGACY_KINDS = {"surrogate-ae": "face-autoencoder", "swapper": "swap-generator"
 __all__ = [
     "ASSETS_DIR",
     "MANIPULATOR_FORMATS",
+    "checkpoint_manipulator",
     "read_manipulator",
+    "resolve_manipulator",
     "save_manipulator",
     "upgrade_legacy",
 ]
@@ -79,3 +82,48 @@ def read_manipulator(
     """
     tensors, doc = read_checkpoint(folder, fmt, what, upgrade=upgrade_legacy)
     return tensors, doc["config"], doc["meta"]
+
+
+def checkpoint_manipulator(folder: str | Path) -> str:
+    """The manipulator a checkpoint folder holds, from its ``config.json`` ``format`` (:data:`MANIPULATOR_FORMATS`).
+
+    Folders of the first schema are read through :func:`upgrade_legacy`.
+
+    Raises:
+        WeightsNotFoundError: no ``config.json`` in the folder.
+        WeightsError: an unreadable ``config.json``, or the format of something else (a protector's generator, ...).
+    """
+    doc = read_document(folder, "manipulator", upgrade=upgrade_legacy)
+    fmt = doc.get("format") if isinstance(doc, dict) else None
+    if fmt not in MANIPULATOR_FORMATS:
+        raise WeightsError(
+            f"manipulator checkpoint {str(folder)!r}: expected config.json format "
+            f"{' or '.join(map(repr, sorted(MANIPULATOR_FORMATS)))} (a trained manipulator), got {fmt!r}"
+        )
+    return MANIPULATOR_FORMATS[fmt]
+
+
+def resolve_manipulator(spec: str | Path) -> tuple[str, Path | None]:
+    """A registered manipulator name, or a checkpoint folder dispatched by its ``format``.
+
+    A registered name wins over a folder of the same name in the working directory.
+
+    Returns:
+        ``(name, checkpoint)``: the manipulator to build and the folder to load (``None``: its own weights).
+
+    Raises:
+        InputError: neither a registered name nor an existing path, naming the registered ones.
+        WeightsNotFoundError: a folder without ``config.json``.
+        WeightsError: a folder holding another format (:func:`checkpoint_manipulator`).
+    """
+    from nullswap.manipulators.base import MANIPULATORS
+
+    if isinstance(spec, str) and spec in MANIPULATORS:
+        return spec, None
+    path = Path(spec)
+    if path.exists():
+        return checkpoint_manipulator(path), path
+    raise InputError(
+        f"manipulator: expected a name among {MANIPULATORS.names()} or a checkpoint folder (config.json + "
+        f"model.safetensors), got {str(spec)!r}"
+    )
