@@ -13,13 +13,13 @@ from rich.console import Console
 console = Console(stderr=True)
 
 
-#: ``config.json`` "format" of each trainable protector's checkpoint -> protector name.
-CHECKPOINT_FORMATS = {"nullswap-generator": "nullswap", "idguard-generator": "idguard", "ars-generator": "ars",
-                      "retentive-generator": "retentive"}
-
-
 def _checkpoint_kind(path: Path) -> str:
-    """The protector a checkpoint folder holds, from its ``config.json`` (``nullswap`` when it says nothing)."""
+    """The protector a checkpoint folder holds, from its ``config.json`` (``nullswap`` when it says nothing).
+
+    The formats are :data:`nullswap.protection.CHECKPOINT_FORMATS`.
+    """
+    from nullswap.protection import CHECKPOINT_FORMATS
+
     try:
         fmt = json.loads((path / "config.json").read_text()).get("format")
     except (OSError, ValueError, AttributeError):
