@@ -18,21 +18,22 @@ def test_packaged_checkpoint_verifies_and_loads():
     assert folder is not None, "the package ships nullswap/assets/nullswap-default"
     assert verify(get_weight_spec("nullswap-default")).status == "ok"  # sha256 in the hub
     prot = create_protector("nullswap")
-    assert prot.template == "protector-128" and prot.psnr_floor == 36.0
+    assert prot.template == "protector-128" and prot.psnr_floor == 38.5  # the floor it was trained with
     x = torch.rand(2, 3, 128, 128)
     y = prot.protect(x, generator=torch.Generator().manual_seed(0))
     assert y.shape == x.shape and float(y.min()) >= 0 and float(y.max()) <= 1
     mse = (y - x).pow(2).mean((1, 2, 3))
-    assert bool((10 * torch.log10(1 / mse) >= 36.0 - 1e-3).all())  # the inference guard holds
+    assert bool((10 * torch.log10(1 / mse) >= 38.5 - 1e-3).all())  # the inference guard holds
     meta = json.loads((folder / "config.json").read_text())["meta"]
     assert default_method() == ("nullswap" if meta.get("default_ok") is True else "pgd")
 
 
 @pytest.mark.shared
 def test_packaged_model_moves_identity_of_held_out_faces(shared):
-    """The shipped generator on CelebA test identities (never trained on): cosine drops, PSNR stays >= 36 dB.
+    """The shipped generator on CelebA test identities (never trained on): cosine drops, PSNR stays >= 38.5 dB.
 
-    MODEL_CARD.md measured on 100 such crops: mobilefacenet-casia 0.522, faceplugin-512 (unseen) 0.580, 37.6 dB.
+    MODEL_CARD.md measured on 200 such crops with protect's guard: mobilefacenet-casia 0.450, faceplugin-512 0.439,
+    human-mobilefacenet (never trained on) 0.617, at 38.5 dB.
     """
     from nullswap.datasets.faces import AlignedFaces, identity_disjoint_split, scan_faces
     from nullswap.metrics.quality import psnr
@@ -45,8 +46,8 @@ def test_packaged_model_moves_identity_of_held_out_faces(shared):
     x = AlignedFaces(recs, template="protector-128").tensor()
     with torch.no_grad():
         y = create_protector("nullswap").protect(x, generator=torch.Generator().manual_seed(0))
-        ens = RecognizerEnsemble(["mobilefacenet-casia", "faceplugin-512"], source_template="protector-128")
+        ens = RecognizerEnsemble(["mobilefacenet-casia", "human-mobilefacenet"], source_template="protector-128")
         cos = [float((a * b).sum(1).mean()) for a, b in zip(ens(x), ens(y), strict=True)]
-    assert float(psnr(y, x).min()) >= 36.0 - 1e-3
-    assert cos[0] < 0.75, cos  # a training recognizer
-    assert cos[1] < 0.85, cos  # an unseen one
+    assert float(psnr(y, x).min()) >= 38.5 - 1e-3
+    assert cos[0] < 0.6, cos  # a training recognizer
+    assert cos[1] < 0.8, cos  # one it never saw

@@ -211,12 +211,13 @@ register_weight(
     WeightSpec(
         name="nullswap-default",
         filename="model.safetensors",
-        sha256="c6202a99e7fa197814eaa1dcb31e5bb48f9606688f059838c0b795e3d384e640",
-        size=211944,
-        license="non-commercial research (trained on CelebA crops)",
-        provenance="nullswap project: configs/nullswap-cpu-small.yaml generator (47,074 parameters, 128 px), trained "
-        "800 steps (batch 8) on ../shared/data/celeba train identities with dlib-resnet29 + mobilefacenet-casia; "
-        "MODEL_CARD.md",
+        sha256="d8154b5e2b5a8a0ca9bb12bb08b6b2bf90e527041a8cd4d5c0c1d1db833707cc",
+        size=628728,
+        license="non-commercial research (trained on CelebA crops, with InsightFace's non-commercial w600k_mbf as a "
+        "training recognizer)",
+        provenance="nullswap project: configs/nullswap-cpu-default.yaml generator (150,334 parameters, 128 px), "
+        "trained 2,400 steps (batch 8, 2 CPU cores) on ../shared/data/celeba train identities with arcface-mbf, "
+        "mobilefacenet-casia, dlib-resnet29, faceplugin-512; MODEL_CARD.md",
         sources=(PackageSource("assets/nullswap-default/model.safetensors"),),
         description="NullSwap generator shipped with the package (128 px, CPU-trained)",
     )
