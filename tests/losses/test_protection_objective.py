@@ -154,5 +154,11 @@ def test_refine_steps_lower_the_cosine_within_the_budget():
     assert float((ref - x).abs().max()) <= 6.0 / 255 + 1e-6  # the model's per-pixel cap
     mse = (ref - x).pow(2).flatten(1).mean(1)
     assert bool((10 * torch.log10(1 / mse) >= 30.0 - 1e-3).all())  # the PSNR floor
+    # under the floor the steps are L2 steps on the floor's ball: the change's L2 norm reaches (not exceeds) it
+    radius = (x[0].numel() * 10 ** (-30.0 / 10)) ** 0.5
+    assert float((ref - x).flatten(1).norm(dim=1).max()) <= radius * (1 + 1e-4)
+    g = torch.Generator().manual_seed(0)
+    raw = NullSwapProtector(gen, cfg, refine=5, refine_recognizers=ens).protect(x, generator=g)  # signed steps
+    assert cos(raw) < cos(one) and float((raw - x).abs().max()) <= 6.0 / 255 + 1e-6
     with pytest.raises(InputError, match="refine_recognizers"):
         NullSwapProtector(gen, cfg, refine=2)

@@ -33,12 +33,13 @@ class NullSwapProtector(Protector):
             against the input is at least this; ``strength="high"`` lowers the floor by 4 dB. The factory takes it
             from the checkpoint's training loss (``psnr_floor``) by default, so inference keeps the promise
             training made even where batch-norm running statistics make eval-mode outputs differ from training's.
-        refine: ``K`` identity-targeted signed-gradient steps after the one pass ("one pass plus a few steps"):
-            starting from the generator's output, ``y <- y - a * sign(grad mean_k cos(E_k(y), E_k(x)))`` on
-            ``refine_recognizers``, each step projected back into the same budget: ``|y - x| <= cap`` per pixel
-            (the model's ``max_delta`` at this strength, else 8/255), the PSNR floor, and [0, 1]. Step size
-            ``a = min(2.5 cap / K, cap / 2)`` (Madry-lab convention, capped). 0 = the generator alone. Not in the
-            paper; Choice (issue 12): a few attack steps on top of a learned cloak cost a fraction of PGD-50.
+        refine: ``K`` identity-targeted gradient steps after the one pass ("one pass plus a few steps"):
+            starting from the generator's output, steps against ``mean_k cos(E_k(y), E_k(x))`` on
+            ``refine_recognizers``, each projected back into the same budget: with a PSNR floor, L2 steps on the
+            floor's L2 ball (step ``2.5 r / K``); without one, signed steps ``a = min(2.5 cap / K, cap / 2)``; always
+            ``|y - x| <= cap`` per pixel (the model's ``max_delta`` at this strength, else 8/255) and [0, 1]
+            (Madry-lab step convention). 0 = the generator alone. Not in the paper; Choice (issue 12): a few attack
+            steps on top of a learned cloak cost a fraction of PGD-50.
         refine_recognizers: the ensemble the refinement attacks (names or a built
             :class:`~nullswap.recognizers.ensemble.RecognizerEnsemble`); the factory passes the checkpoint's training
             recognizers.
@@ -124,10 +125,19 @@ class NullSwapProtector(Protector):
         return self._refine_ens.to(device)
 
     def _refine_steps(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """``refine`` projected signed-gradient steps from ``y`` (see the class docstring)."""
+        """``refine`` projected gradient steps from ``y`` (see the class docstring).
+
+        With a PSNR floor the steps are L2 steps projected on the floor's L2 ball, ``||y - x||_2 <= r`` with
+        ``r = sqrt(n 10^(-floor/10))`` for an n-value crop, step ``2.5 r / K``; without one they are signed
+        (L-infinity) steps inside the per-pixel cap. Choice (measured, MODEL_CARD.md): signed steps spend the L2
+        budget on a high-frequency pattern, so under the guard they scaled the generator's transferable change down
+        and lowered protection on unseen recognizers; L2 steps move inside the budget the guard enforces.
+        """
         ens = self._refine_ensemble(x.device)
         cap = (self.config.max_delta or 8.0) / 255.0 * max(float(self.perturbation_scale), 1e-6)
-        alpha = min(2.5 * cap / self.refine, cap / 2)
+        l2 = self.psnr_floor is not None
+        radius = (x[0].numel() * 10.0 ** (-self.psnr_floor / 10.0)) ** 0.5 if l2 else 0.0
+        alpha = 2.5 * radius / self.refine if l2 else min(2.5 * cap / self.refine, cap / 2)
         with torch.no_grad():
             clean = [e.detach() for e in ens(x)]
         with torch.enable_grad():
@@ -136,7 +146,14 @@ class NullSwapProtector(Protector):
                 sim = torch.stack([F.cosine_similarity(e, c, dim=1) for e, c in zip(ens(y), clean, strict=True)])
                 (g,) = torch.autograd.grad(sim.mean(0).sum(), y)
                 with torch.no_grad():
-                    y = y - alpha * g.sign()
+                    if l2:
+                        norm = g.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
+                        d = y - alpha * g / norm - x
+                        dn = d.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
+                        d = d * (radius / dn).clamp(max=1.0)
+                        y = x + d
+                    else:
+                        y = y - alpha * g.sign()
                     y = torch.min(torch.max(y, x - cap), x + cap).clamp(0, 1)
                     y = self._guard(x, y)
         return y.detach()
