@@ -97,3 +97,20 @@ def test_lr_schedule_applies_after_resume(shared, tmp_path):
     state = json.loads((tmp_path / "r" / "ckpt" / "last" / "state.json").read_text())
     lrs = [g["lr"] for g in state["optimizers"]["generator"]["param_groups"]]
     assert lrs == [pytest.approx(2.5e-4)] * len(lrs), lrs
+
+
+@pytest.mark.shared
+def test_logs_reach_disk_at_each_checkpoint(shared, tmp_path):
+    """A run killed after a checkpoint keeps its logs up to it (CSV and TensorBoard are flushed there)."""
+    torch.set_num_threads(1)
+    seen: list[int] = []
+
+    def progress(step, total, logs):
+        if step == 1:
+            csvs = list((tmp_path / "run" / "logs").glob("*/metrics.csv"))
+            assert csvs and "loss/total" in csvs[0].read_text()
+            seen.append(step)
+
+    cfg = load_config(None, [*_cfg_args(shared, 2), "train.checkpoint_every=1"])
+    Trainer(cfg, out=tmp_path / "run", progress=progress).fit(datasets={"train": RandomCrops(4, 0)})
+    assert seen == [1]

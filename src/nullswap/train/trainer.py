@@ -160,7 +160,9 @@ class Trainer:
             launches = sum(1 for d in logs.iterdir() if d.is_dir()) if logs.is_dir() else 0
             launch = f"{launches:03d}-{time.strftime('%Y%m%d-%H%M%S')}"
             log_objs = [
-                CSVLogger(str(self.out), name="logs", version=launch),
+                # flush on every save() call: the logged steps are multiples of log_every, and Lightning's default
+                # (every 100 steps, on (step + 1) % 100 == 0) never fired for them; the trainer saves at checkpoints
+                CSVLogger(str(self.out), name="logs", version=launch, flush_logs_every_n_steps=10**9),
                 TensorBoardLogger(str(self.out), name="tensorboard", version=""),
             ]
         self.fabric = Fabric(
@@ -291,6 +293,8 @@ class Trainer:
                     history.append(self._evaluate(recipe, eval_faces, step))
                 if ckpt_every and step % ckpt_every == 0:
                     self._checkpoint(ckpt_dir, raw_models, optimizers, recipe, step, epoch, batch_in_epoch)
+                    for lg in fabric.loggers:  # the logs up to this checkpoint survive a killed run
+                        lg.save()
                 if self.progress is not None and fabric.is_global_zero:
                     self.progress(step, max_steps, logs)
                 if step >= max_steps:
