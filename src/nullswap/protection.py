@@ -29,7 +29,7 @@ from nullswap.errors import InputError, NullswapError, WeightsError, WeightsNotF
 from nullswap.faces.alignment import align_faces, alignment_matrices
 from nullswap.faces.detection import Detections, FaceDetector, create_detector
 from nullswap.faces.io import LoadedImage, jpeg_roundtrip, read_image
-from nullswap.faces.pasteback import FacePatch, apply_patches, face_patches, face_region, region_views
+from nullswap.faces.pasteback import FacePatch, apply_patches, face_patches, face_region
 from nullswap.faces.templates import get_template
 from nullswap.verdict import FaceVerdict, Verifier, VerifyCache, choose_verifiers, optimised_recognizers, worst_outcome
 from nullswap.written import (
@@ -95,7 +95,9 @@ class ProtectedImage:
     """A protected photo.
 
     Attributes:
-        image: ``(3,H,W)`` RGB float in [0,1] at the photo's full resolution.
+        image: ``(3,H,W)`` RGB float in [0,1] at the photo's full resolution. Built on first read when the photo
+            came from a file (:meth:`PhotoProtector.protect_file` keeps the clean photo as the source's 8-bit
+            pixels, ``image`` passed in is then ``None``).
         faces: one :class:`FaceResult` per detected face.
         source: the input's :class:`LoadedImage` (metadata for writing), ``None`` for tensor input.
         method: protector used; settings: its settings.
@@ -106,7 +108,7 @@ class ProtectedImage:
             float copy of it.
     """
 
-    def __init__(self, image: torch.Tensor, faces: list[FaceResult], source: LoadedImage | None, method: str,
+    def __init__(self, image: torch.Tensor | None, faces: list[FaceResult], source: LoadedImage | None, method: str,
                  settings: dict[str, Any] | None = None, report: dict[str, Any] | None = None, *,
                  patches: list[FacePatch] | None = None) -> None:
         self._image = image
@@ -122,6 +124,11 @@ class ProtectedImage:
     @property
     def image(self) -> torch.Tensor:
         """``(3,H,W)`` the protected photo (built from the clean one and the patches on first read)."""
+        if self._image is None:  # the clean photo is the source's 8-bit pixels: one float copy, patched in place
+            if self.source is None:
+                raise InputError("ProtectedImage: expected an image or a source, got neither")
+            self._image = apply_patches(self.source.float_copy(), self.patches or [])
+            self.patches = None
         if self.patches is not None:
             self._image = apply_patches(self._image.clone(), self.patches)
             self.patches = None
@@ -132,7 +139,8 @@ class ProtectedImage:
         self._image, self.patches, self.encoded = value, None, None
 
     def __repr__(self) -> str:
-        return (f"ProtectedImage(size={tuple(self._image.shape)}, faces={len(self.faces)}, method={self.method!r}, "
+        size = tuple(self._image.shape) if self._image is not None else (3, *self.source.size) if self.source else ()
+        return (f"ProtectedImage(size={size}, faces={len(self.faces)}, method={self.method!r}, "
                 f"status={self.status!r})")
 
     @property
@@ -161,7 +169,8 @@ class ProtectedImage:
         enc = self.encoded
         if enc is not None and enc.strip_gps == strip_gps and output_format(path, self.source) == enc.format:
             out = save_encoded(path, enc, overwrite=overwrite, record=written)  # the bytes the verdict was made on
-        elif self.patches is not None and self.source is not None and self.source.tensor is self._image:
+        elif self.patches is not None and self.source is not None and (self._image is None
+                                                                       or self.source.holds(self._image)):
             out = self._save_patched(path, strip_gps, overwrite, written)
         else:
             out = write_image(path, self.image, like=self.source, strip_gps=strip_gps, overwrite=overwrite,
@@ -186,6 +195,9 @@ class ProtectedImage:
             enc = encode_patched(base, self.patches or [], self.source, strip_gps=strip_gps, compare="decode")
             if enc is not None:
                 return save_encoded(path, enc, overwrite=overwrite, record=written)
+        if base is None:  # the clean photo is the source's 8-bit pixels: a float copy for the write
+            assert self.source is not None
+            base = self.source.float_copy()
         saved = [base[:, p.box[1]:p.box[3], p.box[0]:p.box[2]].clone() for p in self.patches or []]
         try:
             apply_patches(base, self.patches or [])
@@ -472,7 +484,9 @@ class PhotoProtector:
         tm = self.timings
         self._encoded: EncodedPhoto | None = None
         cache = VerifyCache()  # this photo's clean embeddings, across the until-protected re-verifications
-        img = check_image_batch(image.unsqueeze(0) if image.ndim == 3 else image, "photo")
+        # a float canvas of the source (protect_file): the photo only where filled, below (the faces' region)
+        partial = source is not None and source.partial(image)
+        img = check_image_batch(image.unsqueeze(0) if image.ndim == 3 else image, "photo", check_range=not partial)
         if img.shape[0] != 1:
             raise InputError(f"photo: expected one image (3,H,W), got a batch of {img.shape[0]}")
         img = img[0].to(self.device)
@@ -482,11 +496,14 @@ class PhotoProtector:
             tm["detect"] = tm.get("detect", 0.0) + time.perf_counter() - t
         if len(det) == 0:
             log.info("no face found")
-            return ProtectedImage(img.cpu(), [], None, self.method, dict(self.settings),
+            return ProtectedImage(None if partial else img.cpu(), [], None, self.method, dict(self.settings),
                                   {"faces": [], "note": "no face found: the photo is unchanged"} if report else None)
         lms = det.landmarks.to(self.device)
         t = time.perf_counter()
-        crops, M = align_faces(img, lms, self.template)
+        if partial:
+            assert source is not None
+            source.fill(img, self._faces_region(lms, (int(img.shape[1]), int(img.shape[2]))))
+        crops, M = align_faces(img, lms, self.template, check_range=not partial)
         self._guard_log = {"floor_db": 0.0, "crops": 0, "rescaled": 0, "min_scale": 1.0}
         t1 = time.perf_counter()
         gen = torch.Generator(device=self.device).manual_seed(self.seed) if self.seed is not None else None
@@ -495,7 +512,8 @@ class PhotoProtector:
         tried = [[self.strength] for _ in range(n)]
         protected = self._cloak(crops, self.strength, gen)
         t2 = time.perf_counter()
-        patches = face_patches(img, protected, M, self.template, original_crops=crops)  # per face window
+        patches = face_patches(img, protected, M, self.template, original_crops=crops,  # per face window
+                               check_range=not partial)
         t3 = time.perf_counter()
         tm.update(align=t1 - t, cloak=t2 - t1, paste=t3 - t2)
         verdicts: list[FaceVerdict | None] = [None] * n
@@ -515,7 +533,7 @@ class PhotoProtector:
                     for i in idx:
                         strengths[i] = level
                         tried[i].append(level)
-                patches = face_patches(img, protected, M, self.template, original_crops=crops)
+                patches = face_patches(img, protected, M, self.template, original_crops=crops, check_range=not partial)
                 verdicts = self._verify(img, patches, lms, M, strengths, source, cache)
             for v, t in zip(verdicts, tried, strict=True):
                 if v is not None:
@@ -527,6 +545,9 @@ class PhotoProtector:
         rep = None
         patches = [FacePatch(p.box, p.pixels.cpu(), p.mask.cpu()) for p in patches]
         if report:  # the report measures the whole photo (its JPEG re-compression): one full-size copy
+            if partial:
+                assert source is not None
+                img = source.float_copy().to(self.device)
             result = apply_patches(img.clone(), patches)
             on_disk = written_pixels(result, source)[0] if self._encoded is None else decode_region(self._encoded.data)
             rep = self.report(img, on_disk.to(img.device), lms, faces)  # what the written file holds
@@ -535,7 +556,27 @@ class PhotoProtector:
                 rep["psnr_guard"] = {**self._guard_log, "note": "crops whose change was scaled down to keep the "
                                      "crop PSNR >= floor_db (not part of the model's raw numbers)"}
             return ProtectedImage(result.cpu(), faces, None, self.method, dict(self.settings), rep)
-        return ProtectedImage(img.cpu(), faces, None, self.method, dict(self.settings), rep, patches=patches)
+        return ProtectedImage(None if partial else img.cpu(), faces, None, self.method, dict(self.settings), rep,
+                              patches=patches)
+
+    def _faces_region(self, lms: torch.Tensor, size: tuple[int, int]) -> tuple[int, int, int, int]:
+        """The photo region ``(x0, y0, x1, y1)`` the faces' work reads.
+
+        Every face's window for the protector's template and the verifiers'
+        (:func:`~nullswap.faces.pasteback.face_region`), grown by 2 pixels (the bilinear taps of an alignment stay
+        inside a window by construction; the margin covers rounding).
+        """
+        mats, sizes = [alignment_matrices(lms, self.template)], [tuple(get_template(self.template).size)]
+        for rec in (self.verifier.models.values() if self.verifier is not None else []):
+            tt = getattr(rec, "template", None)
+            if tt is not None:
+                mats.append(alignment_matrices(lms, get_template(tt)))
+                sizes.append(tuple(get_template(tt).size))
+        region = face_region(mats, sizes, size)
+        if region is None:  # no face's crop touches the photo: the verification looks at the whole photo
+            return (0, 0, size[1], size[0])
+        x0, y0, x1, y1 = region
+        return (x0 - 2, y0 - 2, x1 + 2, y1 + 2)
 
     def _verify(self, img: torch.Tensor, patches: list[FacePatch], lms: torch.Tensor, M: torch.Tensor,
                 strengths: list[str], source: LoadedImage | None = None,
@@ -557,7 +598,9 @@ class PhotoProtector:
         region = face_region(mats, sizes, (int(img.shape[1]), int(img.shape[2])))
         if region is None:  # no face's crop touches the photo
             region = (0, 0, int(img.shape[2]), int(img.shape[1]))
-        clean, _, local = region_views(img, [], lms, region)
+        x0, y0, x1, y1 = region
+        clean = img[:, y0:y1, x0:x1]  # a view (region_views would also copy the region for a patched view)
+        local = lms - torch.tensor([x0, y0], dtype=lms.dtype, device=lms.device)
         t = time.perf_counter()
         patched, self._encoded = written_region(img, patches, source, region,
                                                  strip_gps=self.strip_gps)
@@ -636,10 +679,19 @@ class PhotoProtector:
             det = self._detect_preview(preview)
             tm["detect"] = time.perf_counter() - t
         loaded, tm["decode"] = full_f.result()  # raises ImageReadError as read_image does
-        if det is not None and tuple(loaded.tensor.shape[1:]) != preview.size:
+        del preview_f, full_f
+        if det is not None and loaded.size != preview.size:
             log.warning("draft copy of %s does not match its full decode: detecting on the full decode", path)
             det = None
-        out = self._protect(loaded.tensor, det, report, loaded)
+        del preview  # the detection copy
+        img = loaded.tensor if loaded.rgb8 is None or self.device.type != "cpu" else None
+        if img is None:  # 8-bit photo: kept as uint8, only the faces' region is converted to float (in _protect)
+            if det is None:  # detection on the full decode: a float copy for the detector, freed after it
+                t = time.perf_counter()
+                det = self.detector.detect(loaded.float_copy())[0]
+                tm["detect"] = tm.get("detect", 0.0) + time.perf_counter() - t
+            img = loaded.float_canvas()
+        out = self._protect(img, det, report, loaded)
         out.source = loaded
         out.encoded = self._encoded
         if out.report is not None:

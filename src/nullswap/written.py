@@ -132,8 +132,11 @@ def decode_region(data: bytes, region: Region | None = None) -> torch.Tensor:
         if region is not None:
             upright = upright.crop(region)
         rgb = upright if upright.mode == "RGB" else upright.convert("RGB")
-        arr = np.asarray(rgb, dtype=np.float32) / 255.0
-    return torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).contiguous()
+        u8 = np.asarray(rgb)
+    del im, upright, rgb
+    # one float allocation: exactly the float32 u / 255 of the float copy read_image would make
+    chw = torch.from_numpy(np.array(u8)).permute(2, 0, 1)
+    return chw.to(torch.float32, memory_format=torch.contiguous_format).div_(255.0)
 
 
 def _record(res: Any, like: LoadedImage) -> dict[str, Any]:
@@ -165,7 +168,7 @@ def encode_jpeg(
     from nullswap.errors import UnsupportedJpegError
     from nullswap.faces.jpeg import encode_protected_jpeg
 
-    if not _jpeg_source(like) or tuple(image.shape) != tuple(like.tensor.shape):
+    if not _jpeg_source(like) or tuple(image.shape) != (3, *like.size):
         return None
     t = time.perf_counter()
     try:
@@ -178,7 +181,7 @@ def encode_jpeg(
 
 
 def encode_patched(
-    clean: torch.Tensor,
+    clean: torch.Tensor | None,
     patches: Sequence[FacePatch],
     like: LoadedImage,
     *,
@@ -191,7 +194,9 @@ def encode_patched(
     (:func:`~nullswap.faces.jpeg.encode_patched_jpeg`): no patched copy of the photo, no decode of the source.
 
     Args:
-        clean: ``(3,H,W)`` the clean photo (``like.tensor``, or the same pixels elsewhere); not modified.
+        clean: ``(3,H,W)`` the clean photo (``like.tensor``, or the same pixels elsewhere); not modified. ``None``
+            or any tensor when ``like`` keeps its 8-bit pixels (``like.rgb8``): they are read instead, window by
+            window (the same bytes).
         patches: the faces' windows.
         like: the JPEG source.
         strip_gps: drop GPS (as the save will).
@@ -202,14 +207,20 @@ def encode_patched(
     from nullswap.errors import UnsupportedJpegError
     from nullswap.faces.jpeg import encode_patched_jpeg
 
-    if not _jpeg_source(like) or tuple(clean.shape) != tuple(like.tensor.shape):
+    if not _jpeg_source(like) or (clean is not None and tuple(clean.shape) != (3, *like.size)):
         return None
+    if clean is None and like.rgb8 is None:
+        clean = like.tensor
+    h, w = like.size
     if compare is None:
-        compare = "float" if int(clean.shape[-1]) * int(clean.shape[-2]) <= COPY_MAX_PIXELS else "decode"
+        compare = "float" if w * h <= COPY_MAX_PIXELS else "decode"
+    # rgb8 / 255 is like.tensor: the same bytes without a float photo
+    src: torch.Tensor | np.ndarray = like.rgb8 if like.rgb8 is not None else (
+        like.tensor if compare == "float" or clean is None else clean)
     t = time.perf_counter()
     try:
-        data, res = encode_patched_jpeg(like.raw, like.tensor if compare == "float" else clean, patches,
-                                        compare=compare, strip_gps=strip_gps)  # type: ignore[arg-type]
+        data, res = encode_patched_jpeg(like.raw, src, patches, compare=compare,  # type: ignore[arg-type]
+                                        strip_gps=strip_gps)
     except UnsupportedJpegError as e:
         log.debug("coefficient JPEG writer refused the source (%s): verifying on a written copy", e)
         return None
@@ -227,9 +238,11 @@ def written_region(
     """The protected photo's pixels in ``region`` as the written file gives them back (module doc).
 
     Args:
-        clean: ``(3,H,W)`` the clean photo (``like.tensor`` for a file). A JPEG is encoded from the blocks under the
-            patches only (:func:`encode_patched`); other formats that need the whole photo patch a copy (up to
-            :data:`COPY_MAX_PIXELS`) or ``clean`` in place, restored before returning.
+        clean: ``(3,H,W)`` the clean photo (``like.tensor`` for a file, or ``like``'s
+            :meth:`~nullswap.faces.io.LoadedImage.float_canvas`, which holds the photo only in the faces' region). A
+            JPEG is encoded from the blocks under the patches only (:func:`encode_patched`); other formats that need
+            the whole photo patch a copy (up to :data:`COPY_MAX_PIXELS`; a float canvas: always a copy from the
+            source's pixels) or ``clean`` in place, restored before returning.
         patches: the faces' windows (``box``, ``pixels``: :func:`~nullswap.faces.pasteback.face_patches`'s).
         like: the source (``None``: a tensor, 8-bit rounding).
         region: ``(x0, y0, x1, y1)``.
@@ -246,12 +259,14 @@ def written_region(
     if _jpeg_source(like):
         # the bytes the earlier patched-copy path (float compare) and in-place path (decode compare) wrote
         big = int(clean.shape[-1]) * int(clean.shape[-2]) > COPY_MAX_PIXELS
-        inplace = like.tensor.data_ptr() == clean.data_ptr()
+        inplace = like.holds(clean)
         enc = encode_patched(clean, patches, like, strip_gps=strip_gps,
                              compare="decode" if big and inplace else "float")
         if enc is not None:
             return decode_region(enc.data, region).to(clean.device), enc
-    if int(clean.shape[-1]) * int(clean.shape[-2]) <= COPY_MAX_PIXELS:
+    if like.partial(clean):  # the canvas holds only the faces' region: the whole photo from the source's pixels
+        full = as_written(apply_windows(like.float_copy(), patches), like)
+    elif int(clean.shape[-1]) * int(clean.shape[-2]) <= COPY_MAX_PIXELS:
         full = as_written(apply_windows(clean.clone(), patches), like)
     else:
         saved = [clean[:, p.box[1] : p.box[3], p.box[0] : p.box[2]].clone() for p in patches]

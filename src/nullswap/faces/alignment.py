@@ -103,7 +103,7 @@ def alignment_matrices(landmarks: torch.Tensor, template: str | AlignmentTemplat
 
 
 def align_faces(
-    image: torch.Tensor, landmarks: torch.Tensor, template: str | AlignmentTemplate
+    image: torch.Tensor, landmarks: torch.Tensor, template: str | AlignmentTemplate, *, check_range: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Crop and align every face of one image.
 
@@ -111,12 +111,14 @@ def align_faces(
         image: ``(1,3,H,W)`` or ``(3,H,W)`` RGB in [0,1].
         landmarks: ``(N,5,2)`` landmarks of N faces in ``image`` pixel coordinates.
         template: a template name or object.
+        check_range: check that ``image`` holds values in [0,1] (``False``: shape and dtype only, no pass over the
+            photo; for pixels known to be, e.g. a :meth:`~nullswap.faces.io.LoadedImage.float_canvas`).
 
     Returns:
         ``(crops, M)``: crops ``(N,3,h,w)`` and the ``(N,2,3)`` matrices (image -> crop) used, for paste-back.
     """
     img = image.unsqueeze(0) if image.ndim == 3 else image
-    check_image_batch(img, "image")
+    check_image_batch(img, "image", check_range=check_range)
     if img.shape[0] != 1:
         raise InputError(f"align_faces: expected one image (1,3,H,W), got batch of {img.shape[0]}")
     t = get_template(template)

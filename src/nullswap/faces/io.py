@@ -5,9 +5,10 @@ RGB; 16-bit colour PNG/TIFF (which Pillow reduces to 8 bits) are read with OpenC
 multi-page TIFFs are refused with :class:`~nullswap.errors.UnsupportedImageError` ("unsupported: animated ...";
 protect the frames as separate images). Photos above the decompression-bomb limit (:data:`MAX_PIXELS`, Pillow's own
 89.5 MP by default) are refused unless the limit is raised (``read_image(..., max_pixels=N)``, :func:`set_max_pixels`
-or ``nullswap protect --max-pixels N``). An 8-bit RGB/greyscale photo is converted to float without full-size
-temporaries (one uint8 and one float32 copy at the peak), and :func:`to_uint8` works in row strips, so a large photo
-costs about 12 bytes per pixel in float plus 3 in uint8.
+or ``nullswap protect --max-pixels N``). An 8-bit RGB/greyscale photo is kept as uint8 (``LoadedImage.rgb8``,
+3 bytes per pixel); its float ``tensor`` (12 bytes per pixel) is built in row strips on first read, and the protect
+pipeline reads only the faces' windows as float (``LoadedImage.window``, ``LoadedImage.float_canvas``).
+:func:`to_uint8` works in row strips too.
 
 Writing: the *real* format of the source decides the output (a PNG named ``.jpg`` stays PNG bytes under its name;
 the extension decides only when it names a different format than the source's extension, i.e. a deliberate
@@ -65,7 +66,10 @@ class LoadedImage:
     """An image read from disk.
 
     Attributes:
-        tensor: ``(3, H, W)`` float32 RGB in [0, 1], upright (EXIF orientation applied).
+        tensor: ``(3, H, W)`` float32 RGB in [0, 1], upright (EXIF orientation applied). For an 8-bit RGB or
+            greyscale photo it is built from :attr:`rgb8` on first read (exactly ``rgb8 / 255``) and kept; the
+            protect pipeline never reads it and converts only the faces' windows (:meth:`window`,
+            :meth:`float_canvas`), so a photo costs 3 bytes per pixel instead of 15.
         alpha: ``(H, W)`` float32 alpha in [0, 1] when the file had transparency, else ``None``.
         format: Pillow format name (``"JPEG"``, ``"PNG"``, ...).
         icc_profile: the embedded ICC profile bytes, if any.
@@ -77,9 +81,11 @@ class LoadedImage:
             for 16-bit images read with OpenCV).
         orientation: the source's EXIF orientation (the pixels in ``tensor`` are already upright).
         raw: the file's bytes, kept for JPEG sources (the coefficient-copying writer needs them).
+        rgb8: ``(H, W, 3)`` uint8 upright RGB of an 8-bit RGB or greyscale photo (``None`` for other modes, whose
+            ``tensor`` is decoded directly).
     """
 
-    tensor: torch.Tensor
+    _tensor: torch.Tensor | None
     alpha: torch.Tensor | None = None
     format: str | None = None
     icc_profile: bytes | None = None
@@ -90,16 +96,95 @@ class LoadedImage:
     mode: str | None = None
     orientation: int = 1
     raw: bytes | None = field(default=None, repr=False)
+    rgb8: np.ndarray | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self._tensor is None and self.rgb8 is None:
+            raise InputError("LoadedImage: expected a float tensor or rgb8 pixels, got neither")
+        if self.rgb8 is not None and (self.rgb8.dtype != np.uint8 or self.rgb8.ndim != 3 or self.rgb8.shape[2] != 3):
+            raise InputError(f"rgb8: expected an (H,W,3) uint8 array, got {self.rgb8.dtype} {self.rgb8.shape}")
+
+    @property
+    def tensor(self) -> torch.Tensor:
+        """``(3,H,W)`` float32 RGB in [0, 1] (built from :attr:`rgb8` on first read, then kept)."""
+        if self._tensor is None:
+            assert self.rgb8 is not None  # __post_init__
+            self._tensor = _float_chw(self.rgb8)
+        return self._tensor
+
+    @tensor.setter
+    def tensor(self, value: torch.Tensor) -> None:
+        self._tensor = value
 
     @property
     def size(self) -> tuple[int, int]:
         """(height, width)."""
-        return int(self.tensor.shape[1]), int(self.tensor.shape[2])
+        if self.rgb8 is not None:
+            return int(self.rgb8.shape[0]), int(self.rgb8.shape[1])
+        assert self._tensor is not None
+        return int(self._tensor.shape[1]), int(self._tensor.shape[2])
 
     @property
     def greyscale(self) -> bool:
         """Whether the source has no colour (its output is written greyscale)."""
         return self.mode is not None and (self.mode in _GREY_MODES or self.mode == "LA;16")
+
+    def holds(self, image: torch.Tensor) -> bool:
+        """Whether ``image`` is this photo's :attr:`tensor` or a :meth:`float_canvas` of it (never builds either)."""
+        return any(t is not None and t.data_ptr() == image.data_ptr() and t.shape == image.shape
+                   for t in (self._tensor, self._canvas_ref()))
+
+    def _canvas_ref(self) -> torch.Tensor | None:
+        ref = self.__dict__.get("_canvas")
+        return ref() if ref is not None else None
+
+    def partial(self, image: torch.Tensor) -> bool:
+        """Whether ``image`` is a :meth:`float_canvas` (the photo only inside its filled windows)."""
+        c = self._canvas_ref()
+        return c is not None and c.data_ptr() == image.data_ptr()
+
+    def window(self, box: tuple[int, int, int, int]) -> torch.Tensor:
+        """``(3, y1-y0, x1-x0)`` float32 of :attr:`tensor` in ``box`` = (x0, y0, x1, y1), without building it."""
+        x0, y0, x1, y1 = box
+        if self.rgb8 is None:
+            return self.tensor[:, y0:y1, x0:x1].clone()
+        return _float_chw(self.rgb8[y0:y1, x0:x1])
+
+    def float_copy(self) -> torch.Tensor:
+        """A new ``(3,H,W)`` float32 copy of the photo (:attr:`tensor` when built, else from :attr:`rgb8`; not kept)."""
+        if self._tensor is not None or self.rgb8 is None:
+            return self.tensor.clone()
+        return _float_chw(self.rgb8)
+
+    def float_canvas(self) -> torch.Tensor:
+        """A ``(3,H,W)`` float32 tensor that costs memory only where :meth:`fill` wrote the photo into it.
+
+        Its memory is an anonymous mapping whose pages the kernel commits on the first write (pages only read map
+        the shared zero page), so the full-size tensor works with code that indexes the whole photo
+        (:func:`~nullswap.faces.alignment.align_faces`, :func:`~nullswap.faces.pasteback.face_patches` keep their
+        exact arithmetic) while only the faces' windows are resident. It holds the photo only inside the filled
+        boxes (zeros elsewhere): the caller must read nothing outside them. The photo keeps a weak reference to it
+        (:meth:`holds`, :meth:`partial`).
+        """
+        import mmap
+        import weakref
+
+        if self._tensor is not None:
+            return self._tensor
+        h, w = self.size
+        buf = mmap.mmap(-1, max(1, 3 * h * w * 4))
+        arr = np.frombuffer(buf, dtype=np.float32, count=3 * h * w).reshape(3, h, w)
+        canvas = torch.from_numpy(arr)
+        self.__dict__["_canvas"] = weakref.ref(canvas)
+        return canvas
+
+    def fill(self, canvas: torch.Tensor, box: tuple[int, int, int, int]) -> None:
+        """Write the photo's pixels in ``box`` = (x0, y0, x1, y1) (clipped to the photo) into ``canvas``."""
+        h, w = self.size
+        x0, y0, x1, y1 = max(int(box[0]), 0), max(int(box[1]), 0), min(int(box[2]), w), min(int(box[3]), h)
+        if x1 <= x0 or y1 <= y0 or self._tensor is canvas:
+            return
+        canvas[:, y0:y1, x0:x1] = self.window((x0, y0, x1, y1))
 
 
 @functools.lru_cache(maxsize=1)
@@ -325,14 +410,15 @@ def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = None) -
         raise ImageReadError(p, f"corrupt or truncated image ({e})") from e
     if exif is not None and _EXIF_ORIENTATION in exif:
         exif[_EXIF_ORIENTATION] = 1
-    if rgb.dtype == np.uint8:
-        t = _float_chw(rgb)
-        del rgb
+    t: torch.Tensor | None = None
+    u8: np.ndarray | None = None
+    if rgb.dtype == np.uint8:  # kept as uint8: LoadedImage.tensor converts it on first read
+        u8 = np.ascontiguousarray(rgb)  # read-only is fine: never written
     else:
         t = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).contiguous()
     a = torch.from_numpy(alpha) if alpha is not None else None
     raw = data if fmt in ("JPEG", "MPO") else None
-    return LoadedImage(t, a, fmt, icc, exif, depth, p, info, mode, orientation, raw)
+    return LoadedImage(t, a, fmt, icc, exif, depth, p, info, mode, orientation, raw, u8)
 
 
 def to_uint8(image: torch.Tensor) -> np.ndarray:

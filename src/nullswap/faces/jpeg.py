@@ -688,13 +688,93 @@ def encode_protected_jpeg(
 
 
 def _crop_hwc(image: torch.Tensor | np.ndarray, rect: tuple[int, int, int, int], name: str) -> np.ndarray:
-    """An ``(h, w, 3)`` float32 copy of ``image`` ``(3,H,W)`` in ``rect`` = (y0, x0, y1, x1)."""
+    """An ``(h, w, 3)`` float32 copy of ``image`` in ``rect`` = (y0, x0, y1, x1).
+
+    ``image``: ``(3,H,W)`` float (tensor or array), or an ``(H,W,3)`` uint8 array whose float is ``u / 255``
+    (float32, exactly what :func:`nullswap.faces.io.read_image` gives for it).
+    """
     y0, x0, y1, x1 = rect
+    if isinstance(image, np.ndarray) and image.dtype == np.uint8:
+        return image[y0:y1, x0:x1].astype(np.float32) / np.float32(255.0)
     if isinstance(image, torch.Tensor):
         crop = image.detach()[:, y0:y1, x0:x1].to("cpu", torch.float32).numpy()
     else:
         crop = np.asarray(image)[:, y0:y1, x0:x1].astype(np.float32, copy=False)
     return np.ascontiguousarray(crop.transpose(1, 2, 0), dtype=np.float32)
+
+
+class _PatchedRegion:
+    """The protected and the original pixels of an upright region, built strip by strip on demand (the last kept).
+
+    ``prot``: ``clean`` with the windows written in (float32); ``orig``: float32 ``clean``, or its 8-bit decode with
+    ``compare="decode"``. :meth:`stored` gives views that :func:`_reencode` indexes like arrays. Nothing of the
+    region's size is allocated, so the encoder's memory is a strip's.
+    """
+
+    def __init__(self, clean: torch.Tensor | np.ndarray, windows: Sequence[Window], up: tuple[int, int, int, int],
+                 orientation: int, compare: str) -> None:
+        self.clean, self.windows, self.up, self.orientation, self.compare = clean, windows, up, orientation, compare
+        self.hw = (up[2] - up[0], up[3] - up[1])
+        self._last: tuple[tuple[int, int, int, int], tuple[np.ndarray, np.ndarray]] | None = None
+
+    def upright(self, rect: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+        """``(prot, orig)`` ``(h, w, 3)`` of the region-local upright ``rect`` = (y0, x0, y1, x1)."""
+        if self._last is not None and self._last[0] == rect:
+            return self._last[1]
+        y0, x0 = self.up[0] + rect[0], self.up[1] + rect[1]
+        y1, x1 = self.up[0] + rect[2], self.up[1] + rect[3]
+        orig = _crop_hwc(self.clean, (y0, x0, y1, x1), "clean")
+        prot = orig.copy()
+        for win in self.windows:
+            bx0, by0, bx1, by1 = (int(v) for v in win.box)
+            ax0, ay0, ax1, ay1 = max(bx0, x0), max(by0, y0), min(bx1, x1), min(by1, y1)
+            if ax1 > ax0 and ay1 > ay0:
+                px = win.pixels[:, ay0 - by0:ay1 - by0, ax0 - bx0:ax1 - bx0]
+                px = px.detach().to("cpu", torch.float32).numpy() if isinstance(px, torch.Tensor) else np.asarray(
+                    px, dtype=np.float32)
+                prot[ay0 - y0:ay1 - y0, ax0 - x0:ax1 - x0] = px.transpose(1, 2, 0)
+        if self.compare == "decode":  # float32 u/255 * 255 is within an ulp of u: the source's 8-bit decode
+            if isinstance(self.clean, np.ndarray) and self.clean.dtype == np.uint8:
+                orig = self.clean[y0:y1, x0:x1]
+            else:
+                orig = np.rint(np.clip(orig, 0.0, 1.0) * np.float32(255.0)).astype(np.uint8)
+        self._last = (rect, (prot, orig))
+        return prot, orig
+
+    def stored(self, which: int) -> _StoredView:
+        """The stored-orientation view of ``prot`` (``which=0``) or ``orig`` (1)."""
+        return _StoredView(self, which)
+
+
+class _StoredView:
+    """``region[ys, xs]`` in the stored orientation of one of a :class:`_PatchedRegion`'s two images."""
+
+    def __init__(self, region: _PatchedRegion, which: int) -> None:
+        self.region, self.which = region, which
+        rh, rw = region.hw
+        self.shape = (rw, rh, 3) if _swaps_axes(region.orientation) else (rh, rw, 3)
+
+    def __getitem__(self, key: tuple[slice, slice]) -> np.ndarray:
+        ys, xs = key
+        sy0, sy1, _ = ys.indices(self.shape[0])
+        sx0, sx1, _ = xs.indices(self.shape[1])
+        r = self.region
+        rect = _map_rect((sy0, sx0, sy1, sx1), lambda y, x: _to_upright_point(y, x, r.orientation, r.hw))
+        return to_stored_orientation(r.upright(rect)[self.which], r.orientation, copy=False)
+
+
+def _reencode_patched(jpg: Any, clean: torch.Tensor | np.ndarray, windows: Sequence[Window],
+                      up: tuple[int, int, int, int], stored: tuple[int, int, int, int], orientation: int,
+                      compare: str) -> tuple[int, int]:
+    """:func:`_reencode_region` of ``clean`` with ``windows`` in the upright MCU region ``up``, strip by strip."""
+    region = _PatchedRegion(clean, windows, up, orientation, compare)
+    rh, rw = region.hw
+    changed = np.zeros((rh, rw), dtype=bool)
+    for y in range(0, rh, _STRIP_ROWS):
+        p, o = region.upright((y, 0, min(y + _STRIP_ROWS, rh), rw))
+        changed[y:y + _STRIP_ROWS] = _changed(p, o)
+    return _reencode(jpg, region.stored(0), region.stored(1), to_stored_orientation(changed, orientation),
+                     origin=(stored[0], stored[1]))
 
 
 def encode_patched_jpeg(
@@ -707,12 +787,14 @@ def encode_patched_jpeg(
 ) -> tuple[bytes, JpegWriteResult]:
     """:func:`encode_protected_jpeg` of ``clean`` with ``windows`` written into it, without a full-size copy.
 
-    Only the MCUs under the windows' boxes are read, patched, compared and re-encoded: the cost follows the faces,
-    not the photo, and neither a patched copy of the photo nor a decode of the source is needed.
+    Only the MCUs under the windows' boxes are read, patched, compared and re-encoded, strip by strip: the cost
+    follows the faces, not the photo, and neither a patched copy of the photo (nor of the faces' region) nor a
+    decode of the source is needed.
 
     Args:
         source: the source JPEG file's bytes.
-        clean: ``(3,H,W)`` the source's upright decode in [0,1] (``LoadedImage.tensor``); not modified.
+        clean: the source's upright decode: ``(3,H,W)`` float in [0,1] (``LoadedImage.tensor``), or ``(H,W,3)``
+            uint8 (``LoadedImage.rgb8``, standing for ``rgb8 / 255``: the same bytes); not modified.
         windows: applied in order (a later one over an earlier one), as :func:`~nullswap.faces.pasteback.apply_patches`
             does; the protected photo is ``clean`` with them.
         compare: what the changed pixels are found against: ``"float"``, ``clean`` itself (what
@@ -729,29 +811,18 @@ def encode_patched_jpeg(
     """
     if compare not in ("float", "decode"):
         raise InputError(f"compare: expected 'float' or 'decode', got {compare!r}")
-    if clean.ndim != 3 or clean.shape[0] != 3:
-        raise InputError(f"clean: expected a (3,H,W) RGB image, got shape {tuple(clean.shape)}")
+    u8 = isinstance(clean, np.ndarray) and clean.dtype == np.uint8
+    if clean.ndim != 3 or (clean.shape[2] if u8 else clean.shape[0]) != 3:
+        raise InputError(f"clean: expected a (3,H,W) RGB image or (H,W,3) uint8 pixels, got shape "
+                         f"{tuple(clean.shape)}")
     segs, sos, orientation, jpg = _open_source(source)
-    hw = (int(clean.shape[1]), int(clean.shape[2]))
+    hw = (int(clean.shape[0]), int(clean.shape[1])) if u8 else (int(clean.shape[1]), int(clean.shape[2]))
     _check_upright_size(jpg, hw, orientation, "clean")
     rect = _windows_rect([w.box for w in windows], hw)
     n_re = n_changed = 0
     if rect is not None:
         up, stored = _mcu_region(jpg, rect, orientation, hw)
-        y0, x0, y1, x1 = up
-        orig = _crop_hwc(clean, up, "clean")
-        prot = orig.copy()
-        for win in windows:
-            bx0, by0, bx1, by1 = (int(v) for v in win.box)
-            ax0, ay0, ax1, ay1 = max(bx0, x0), max(by0, y0), min(bx1, x1), min(by1, y1)
-            if ax1 > ax0 and ay1 > ay0:
-                px = win.pixels[:, ay0 - by0:ay1 - by0, ax0 - bx0:ax1 - bx0]
-                px = px.detach().to("cpu", torch.float32).numpy() if isinstance(px, torch.Tensor) else np.asarray(
-                    px, dtype=np.float32)
-                prot[ay0 - y0:ay1 - y0, ax0 - x0:ax1 - x0] = px.transpose(1, 2, 0)
-        if compare == "decode":  # float32 u/255 * 255 is within an ulp of u: the source's 8-bit decode
-            orig = np.rint(np.clip(orig, 0.0, 1.0) * np.float32(255.0)).astype(np.uint8)
-        n_re, n_changed = _reencode_region(jpg, prot, orig, None, orientation, stored)
+        n_re, n_changed = _reencode_patched(jpg, clean, windows, up, stored, orientation, compare)
     return _finish(source, segs, sos, jpg, n_re, n_changed, strip_gps)
 
 

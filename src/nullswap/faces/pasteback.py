@@ -19,6 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from nullswap.checks import check_image_batch
 from nullswap.errors import InputError
@@ -73,6 +74,10 @@ def _window(M: torch.Tensor, crop_size: tuple[int, int], H: int, W: int) -> tupl
     return x0, y0, x1, y1
 
 
+#: Window rows per strip in :func:`face_patches` (bounds its temporaries; the result does not depend on it).
+STRIP_ROWS = 256
+
+
 @dataclass
 class FacePatch:
     """One face's pasted window of the photo.
@@ -97,18 +102,27 @@ def face_patches(
     original_crops: torch.Tensor | None = None,
     mode: str = "delta",
     mask: torch.Tensor | None = None,
+    strip_rows: int | None = STRIP_ROWS,
+    check_range: bool = True,
 ) -> list[FacePatch]:
     """The pasted window of every face, computed on its window only (``image`` is not modified or copied).
 
     Applying the patches in order (:func:`apply_patches`) gives exactly :func:`paste_back`'s result: where windows
     overlap, a later face's window already holds the earlier faces' changes.
 
-    Args: as :func:`paste_back`.
+    Memory: the window is computed in strips of ``strip_rows`` rows (``None``: in one piece), each with the
+    arithmetic of one piece (the result is bit-identical), so the temporaries are a strip's and the held memory is
+    the window's pixels and mask (16 bytes per window pixel, float32).
+
+    Args: as :func:`paste_back`, and
+        strip_rows: rows per strip (``None``: the whole window at once).
+        check_range: check that ``image`` holds values in [0,1] (``False``: only its shape and dtype; for a photo
+            whose pixels are known to be, e.g. a :meth:`~nullswap.faces.io.LoadedImage.float_canvas`).
 
     Raises:
         InputError: bad crop or matrix shapes, or an unknown mode.
     """
-    check_image_batch(image.unsqueeze(0), "image")
+    check_image_batch(image.unsqueeze(0), "image", check_range=check_range)
     t = get_template(template)
     if crops.ndim != 4 or tuple(crops.shape[-2:]) != tuple(t.size) or crops.shape[1] != 3:
         raise InputError(
@@ -139,15 +153,42 @@ def face_patches(
         else:
             payload = crops[i].to(image.dtype)
         stacked = torch.cat([payload, m_crop.unsqueeze(0)], 0).unsqueeze(0)
-        warped = warp_affine(stacked, back.unsqueeze(0), size)[0]
-        pw, mw = warped[:3], warped[3].clamp(0, 1)
-        region = image[:, y0:y1, x0:x1].clone()
-        for p in patches:  # earlier faces overlapping this window
-            _apply_one(region, p, (x0, y0))
-        new = region + mw * pw if mode == "delta" else region * (1 - mw) + mw * pw
-        # exactly the input where the mask is 0
-        patches.append(FacePatch((x0, y0, x1, y1), torch.where(mw > 0, new.clamp(0, 1), region), mw))
+        pixels = torch.empty((3, *size), dtype=image.dtype, device=image.device)
+        mask_w = torch.empty(size, dtype=image.dtype, device=image.device)
+        step = size[0] if strip_rows is None else max(1, int(strip_rows))
+        for r0 in range(0, size[0], step):  # row strips: the temporaries stay a strip of the window
+            r1 = min(r0 + step, size[0])
+            warped = _warp_rows(stacked, back, size, r0, r1)[0]
+            pw, mw = warped[:3], warped[3].clamp(0, 1)
+            region = image[:, y0 + r0:y0 + r1, x0:x1].clone()
+            for p in patches:  # earlier faces overlapping this window
+                _apply_one(region, p, (x0, y0 + r0))
+            new = region + mw * pw if mode == "delta" else region * (1 - mw) + mw * pw
+            # exactly the input where the mask is 0
+            pixels[:, r0:r1] = torch.where(mw > 0, new.clamp(0, 1), region)
+            mask_w[r0:r1] = mw
+        patches.append(FacePatch((x0, y0, x1, y1), pixels, mask_w))
     return patches
+
+
+def _warp_rows(image: torch.Tensor, M: torch.Tensor, out_size: tuple[int, int], r0: int, r1: int) -> torch.Tensor:
+    """Rows ``[r0, r1)`` of ``warp_affine(image, M, out_size)``, computed with the same arithmetic per pixel."""
+    B, _, H, W = image.shape
+    w = out_size[1]
+    if M.ndim == 2:
+        M = M.unsqueeze(0).expand(B, -1, -1)
+    Minv = invert_affine(M.to(image.dtype))
+    ys, xs = torch.meshgrid(
+        torch.arange(r0, r1, dtype=image.dtype, device=image.device),
+        torch.arange(w, dtype=image.dtype, device=image.device),
+        indexing="ij",
+    )
+    grid = torch.stack([xs, ys, torch.ones_like(xs)], -1).reshape(1, (r1 - r0) * w, 3)
+    src = grid @ Minv.transpose(1, 2)
+    sx = 2.0 * src[..., 0] / max(W - 1, 1) - 1.0
+    sy = 2.0 * src[..., 1] / max(H - 1, 1) - 1.0
+    g = torch.stack([sx, sy], -1).reshape(B, r1 - r0, w, 2)
+    return F.grid_sample(image, g, mode="bilinear", padding_mode="zeros", align_corners=True)
 
 
 def _overlap(
