@@ -15,7 +15,7 @@ import nullswap.protection as protection
 from nullswap.faces.alignment import align_faces
 from nullswap.faces.io import LoadedImage, _float_chw, read_image
 from nullswap.faces.jpeg import encode_patched_jpeg
-from nullswap.faces.pasteback import face_patches
+from nullswap.faces.pasteback import apply_patches, face_patches, patch_mask
 from nullswap.written import apply_windows
 
 
@@ -113,9 +113,38 @@ def test_float_canvas_costs_memory_only_where_filled():
 
 
 def _two_faces(h: int, w: int) -> torch.Tensor:
+    """Two overlapping faces, the second one turned by 25 degrees."""
     lm = torch.tensor([[0.35, 0.4], [0.65, 0.4], [0.5, 0.55], [0.38, 0.7], [0.62, 0.7]])
-    return torch.stack([lm * torch.tensor([w * 0.6, h * 0.6]), lm * torch.tensor([w * 0.5, h * 0.5])
+    c, s = torch.cos(torch.tensor(0.44)), torch.sin(torch.tensor(0.44))
+    turned = (lm - 0.5) @ torch.tensor([[c, s], [-s, c]]) + 0.5
+    return torch.stack([lm * torch.tensor([w * 0.6, h * 0.6]), turned * torch.tensor([w * 0.5, h * 0.5])
                         + torch.tensor([w * 0.3, h * 0.25])])
+
+
+def _footprint_patches(img, crops, matrices, template, original_crops, mode):
+    """face_patches as it was: the whole footprint window in one piece (the reference)."""
+    from nullswap.faces.alignment import compose_affine, invert_affine, warp_affine
+    from nullswap.faces.pasteback import FacePatch, _apply_one, _window, face_mask
+    from nullswap.faces.templates import get_template
+
+    t = get_template(template)
+    _, H, W = img.shape
+    m_crop = face_mask(t.size)
+    out = []
+    for i in range(crops.shape[0]):
+        M = matrices[i].to(torch.float64)
+        x0, y0, x1, y1 = _window(M, t.size, H, W)
+        shift = torch.tensor([[1.0, 0.0, x0], [0.0, 1.0, y0]], dtype=torch.float64)
+        back = invert_affine(compose_affine(M, shift)).float()
+        payload = crops[i] - original_crops[i] if mode == "delta" else crops[i]
+        warped = warp_affine(torch.cat([payload, m_crop[None]])[None], back[None], (y1 - y0, x1 - x0))[0]
+        pw, mw = warped[:3], warped[3].clamp(0, 1)
+        region = img[:, y0:y1, x0:x1].clone()
+        for p in out:
+            _apply_one(region, p, (x0, y0))
+        new = region + mw * pw if mode == "delta" else region * (1 - mw) + mw * pw
+        out.append(FacePatch((x0, y0, x1, y1), torch.where(mw > 0, new.clamp(0, 1), region), mw))
+    return out
 
 
 @pytest.mark.parametrize("mode", ["delta", "replace"])
@@ -127,6 +156,12 @@ def test_paste_back_in_strips_is_bit_identical_to_one_piece(mode):
     prot = (crops + 0.05 * torch.randn_like(crops)).clamp(0, 1)
     whole = face_patches(img, prot, M, "arcface-112", original_crops=crops, mode=mode, strip_rows=None)
     assert len(whole) == 2
+    ref = _footprint_patches(img, prot, M, "arcface-112", crops, mode)
+    for a, b in zip(ref, whole, strict=True):  # the box is where the mask reaches: a part of the footprint
+        assert a.box[0] <= b.box[0] < b.box[2] <= a.box[2] and a.box[1] <= b.box[1] < b.box[3] <= a.box[3]
+        assert (b.box[2] - b.box[0]) * (b.box[3] - b.box[1]) < 0.9 * (a.box[2] - a.box[0]) * (a.box[3] - a.box[1])
+    assert torch.equal(apply_patches(img.clone(), whole), apply_patches(img.clone(), ref))
+    assert torch.equal(patch_mask(whole, (h, w)), patch_mask(ref, (h, w)))
     for rows in (1, 7, 64, 256):
         got = face_patches(img, prot, M, "arcface-112", original_crops=crops, mode=mode, strip_rows=rows)
         for a, b in zip(whole, got, strict=True):

@@ -110,9 +110,10 @@ def face_patches(
     Applying the patches in order (:func:`apply_patches`) gives exactly :func:`paste_back`'s result: where windows
     overlap, a later face's window already holds the earlier faces' changes.
 
-    Memory: the window is computed in strips of ``strip_rows`` rows (``None``: in one piece), each with the
-    arithmetic of one piece (the result is bit-identical), so the temporaries are a strip's and the held memory is
-    the window's pixels and mask (16 bytes per window pixel, float32).
+    Memory and time: a patch's box is the part of the crop's footprint that the feathered mask can reach (outside
+    it the pixels are the input's, so the patched photo is the same), computed in strips of ``strip_rows`` rows
+    (``None``: in one piece) with the per-pixel arithmetic of the whole footprint (bit-identical results): the
+    temporaries are a strip's and the held memory is the box's pixels and mask (16 bytes per pixel, float32).
 
     Args: as :func:`paste_back`, and
         strip_rows: rows per strip (``None``: the whole window at once).
@@ -153,34 +154,68 @@ def face_patches(
         else:
             payload = crops[i].to(image.dtype)
         stacked = torch.cat([payload, m_crop.unsqueeze(0)], 0).unsqueeze(0)
-        pixels = torch.empty((3, *size), dtype=image.dtype, device=image.device)
-        mask_w = torch.empty(size, dtype=image.dtype, device=image.device)
-        step = size[0] if strip_rows is None else max(1, int(strip_rows))
-        for r0 in range(0, size[0], step):  # row strips: the temporaries stay a strip of the window
-            r1 = min(r0 + step, size[0])
-            warped = _warp_rows(stacked, back, size, r0, r1)[0]
+        # only the part of the window the mask can reach (outside it the pixels are the input's): same arithmetic
+        # per pixel (window coordinates), fewer pixels
+        ry0, rx0, ry1, rx1 = _mask_reach(m_crop, M, (x0, y0, x1, y1))
+        hh, ww = ry1 - ry0, rx1 - rx0
+        pixels = torch.empty((3, hh, ww), dtype=image.dtype, device=image.device)
+        mask_w = torch.empty((hh, ww), dtype=image.dtype, device=image.device)
+        step = max(hh, 1) if strip_rows is None else max(1, int(strip_rows))
+        for r0 in range(ry0, ry1, step):  # row strips: the temporaries stay a strip of the window
+            r1 = min(r0 + step, ry1)
+            warped = _warp_rows(stacked, back, size, r0, r1, rx0, rx1)[0]
             pw, mw = warped[:3], warped[3].clamp(0, 1)
-            region = image[:, y0 + r0:y0 + r1, x0:x1].clone()
+            region = image[:, y0 + r0:y0 + r1, x0 + rx0:x0 + rx1].clone()
             for p in patches:  # earlier faces overlapping this window
-                _apply_one(region, p, (x0, y0 + r0))
+                _apply_one(region, p, (x0 + rx0, y0 + r0))
             new = region + mw * pw if mode == "delta" else region * (1 - mw) + mw * pw
             # exactly the input where the mask is 0
-            pixels[:, r0:r1] = torch.where(mw > 0, new.clamp(0, 1), region)
-            mask_w[r0:r1] = mw
-        patches.append(FacePatch((x0, y0, x1, y1), pixels, mask_w))
+            pixels[:, r0 - ry0:r1 - ry0] = torch.where(mw > 0, new.clamp(0, 1), region)
+            mask_w[r0 - ry0:r1 - ry0] = mw
+        patches.append(FacePatch((x0 + rx0, y0 + ry0, x0 + rx1, y0 + ry1), pixels, mask_w))
     return patches
 
 
-def _warp_rows(image: torch.Tensor, M: torch.Tensor, out_size: tuple[int, int], r0: int, r1: int) -> torch.Tensor:
-    """Rows ``[r0, r1)`` of ``warp_affine(image, M, out_size)``, computed with the same arithmetic per pixel."""
+def _mask_reach(mask: torch.Tensor, M: torch.Tensor, win: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+    """Rows and columns ``(r0, c0, r1, c1)`` of the window ``win`` where the warped ``mask`` can be non-zero.
+
+    A window pixel samples the crop bilinearly at its 4 neighbours, so it gets a non-zero mask only when it maps
+    within 1 crop pixel of the mask's support; the support is grown by 2 crop pixels and its footprint by the
+    margins of :func:`_window` (rounding). The whole window when the mask has no support.
+    """
+    x0, y0, x1, y1 = win
+    full = (0, 0, y1 - y0, x1 - x0)
+    rows = torch.nonzero(mask.detach().amax(1) > 0).flatten()
+    cols = torch.nonzero(mask.detach().amax(0) > 0).flatten()
+    if rows.numel() == 0:
+        return full
+    h, w = int(mask.shape[0]), int(mask.shape[1])
+    cy0, cy1 = max(int(rows[0]) - 2, 0), min(int(rows[-1]) + 2, h - 1)
+    cx0, cx1 = max(int(cols[0]) - 2, 0), min(int(cols[-1]) + 2, w - 1)
+    corners = torch.tensor([[cx0, cy0], [cx1, cy0], [cx0, cy1], [cx1, cy1]], dtype=M.dtype, device=M.device)
+    Minv = invert_affine(M)
+    pts = corners @ Minv[:, :2].T + Minv[:, 2]
+    c0 = max(int(math.floor(float(pts[:, 0].min()))) - 1 - x0, 0)
+    r0 = max(int(math.floor(float(pts[:, 1].min()))) - 1 - y0, 0)
+    c1 = min(int(math.ceil(float(pts[:, 0].max()))) + 2 - x0, x1 - x0)
+    r1 = min(int(math.ceil(float(pts[:, 1].max()))) + 2 - y0, y1 - y0)
+    if c1 <= c0 or r1 <= r0:
+        return full
+    return r0, c0, r1, c1
+
+
+def _warp_rows(image: torch.Tensor, M: torch.Tensor, out_size: tuple[int, int], r0: int, r1: int,
+               c0: int = 0, c1: int | None = None) -> torch.Tensor:
+    """Rows ``[r0, r1)``, columns ``[c0, c1)`` of ``warp_affine(image, M, out_size)``, with its arithmetic per pixel."""
     B, _, H, W = image.shape
-    w = out_size[1]
+    c1 = out_size[1] if c1 is None else c1
+    w = c1 - c0
     if M.ndim == 2:
         M = M.unsqueeze(0).expand(B, -1, -1)
     Minv = invert_affine(M.to(image.dtype))
     ys, xs = torch.meshgrid(
         torch.arange(r0, r1, dtype=image.dtype, device=image.device),
-        torch.arange(w, dtype=image.dtype, device=image.device),
+        torch.arange(c0, c1, dtype=image.dtype, device=image.device),
         indexing="ij",
     )
     grid = torch.stack([xs, ys, torch.ones_like(xs)], -1).reshape(1, (r1 - r0) * w, 3)
