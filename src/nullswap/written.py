@@ -132,11 +132,11 @@ def decode_region(data: bytes, region: Region | None = None) -> torch.Tensor:
         if region is not None:
             upright = upright.crop(region)
         rgb = upright if upright.mode == "RGB" else upright.convert("RGB")
-        u8 = np.asarray(rgb)
-    del im, upright, rgb
-    # one float allocation: exactly the float32 u / 255 of the float copy read_image would make
-    chw = torch.from_numpy(np.array(u8)).permute(2, 0, 1)
-    return chw.to(torch.float32, memory_format=torch.contiguous_format).div_(255.0)
+        u8 = np.asarray(rgb)  # the region's bytes; the full decode is freed on leaving the block
+    del upright, rgb
+    from nullswap.faces.io import _float_chw
+
+    return _float_chw(u8)  # in row strips: exactly the float32 u / 255 read_image gives
 
 
 def _record(res: Any, like: LoadedImage) -> dict[str, Any]:
