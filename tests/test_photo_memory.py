@@ -234,3 +234,52 @@ def test_protect_file_keeps_uint8_and_writes_the_full_float_paths_bytes(photos_d
         assert [s.cosine for s in a.verdict.scores] == [s.cosine for s in b.verdict.scores]
     assert torch.equal(res.image, old_res.image)
     assert "ProtectedImage(size=(3, " in repr(res)
+
+
+def test_a_folder_releases_each_photo_once_written(tmp_path):
+    """run_batch keeps no reference to a written photo while the next one is protected (the writer holds it)."""
+    import gc
+    import time
+    import weakref
+
+    from nullswap.batch import plan_outputs, run_batch
+
+    class Result:
+        faces = [SimpleNamespace(verdict=None)]
+        report = None
+        status = "protected"
+
+        def save(self, path, strip_gps=True):
+            Path(path).write_bytes(b"x")
+            return Path(path)
+
+    sources = []
+    for i in range(4):
+        sources.append(tmp_path / f"{i}.jpg")
+        sources[-1].write_bytes(bytes([i]))
+    refs: list[weakref.ref] = []
+    alive_when_next_started: list[bool] = []
+
+    def protect(path):
+        if refs:  # the previous photo: written by the writer thread, then nobody holds it
+            deadline = time.perf_counter() + 5.0
+            while refs[-1]() is not None and time.perf_counter() < deadline:
+                gc.collect()
+                time.sleep(0.01)
+            alive_when_next_started.append(refs[-1]() is not None)
+        r = Result()
+        refs.append(weakref.ref(r))
+        return r
+
+    outcomes = run_batch(plan_outputs(sources, tmp_path / "out"), protect, settings={})
+    assert [o.status for o in outcomes] == ["protected"] * 4
+    assert alive_when_next_started == [False, False, False]
+
+
+def test_heap_settings_are_safe_to_call():
+    from nullswap.errors import InputError
+
+    assert protection.bound_heap() in (True, False)
+    protection.release_freed_memory()
+    with pytest.raises(InputError, match="expected a positive int"):
+        protection.bound_heap(0)

@@ -236,6 +236,7 @@ def run_batch(
             while len(futures) > 1 and not futures[-2].done():  # at most one finished photo waits for the writer
                 futures[-2].result()
             futures.append(writer.submit(finish, item))
+            del item  # the writer holds the finished photo until it is written, then its memory goes
     return [f.result() for f in futures]
 
 
