@@ -275,11 +275,3 @@ def test_a_folder_releases_each_photo_once_written(tmp_path):
     assert [o.status for o in outcomes] == ["protected"] * 4
     assert alive_when_next_started == [False, False, False]
 
-
-def test_heap_settings_are_safe_to_call():
-    from nullswap.errors import InputError
-
-    assert protection.bound_heap() in (True, False)
-    protection.release_freed_memory()
-    with pytest.raises(InputError, match="expected a positive int"):
-        protection.bound_heap(0)

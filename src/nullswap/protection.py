@@ -11,7 +11,6 @@ the protected face with the clean one, and the face is ``protected``, ``partial`
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import os
@@ -61,61 +60,6 @@ DEFAULT_DETECTOR = "scrfd"
 #: ``written``: the pixels the output file gives back, for the verdict (a JPEG's encode, kept for the save, and a
 #: decode: :mod:`nullswap.written`); ``verify`` excludes it.
 STAGES = ("decode", "preview", "detect", "align", "cloak", "paste", "verify", "written")
-
-
-@functools.cache
-def _malloc_trim() -> Callable[[int], int] | None:
-    """The C library's ``malloc_trim`` (glibc; ``None`` on other C libraries)."""
-    import ctypes
-    import ctypes.util
-
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        trim = libc.malloc_trim
-    except (OSError, AttributeError):
-        return None
-    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
-    return trim
-
-
-#: glibc ``mallopt`` parameter number of ``M_MMAP_THRESHOLD`` (malloc.h).
-_M_MMAP_THRESHOLD = -3
-
-
-def bound_heap(mmap_threshold: int = 4 << 20) -> bool:
-    """Make glibc serve blocks of ``mmap_threshold`` bytes and more from their own mappings, process-wide.
-
-    Such blocks go back to the OS when freed. glibc's default threshold grows with the blocks freed (up to 32 MiB),
-    so a photo's strips and windows end up in its heaps and stay resident after the photo: a folder of 12-MP photos
-    measured 1665 MiB peak RSS with the default, 1483 MiB with 4 MiB (``nullswap protect`` calls this; 2-core VM,
-    2026-11-29). A process-wide setting: the library itself never calls it.
-
-    Returns:
-        Whether the setting was applied (``False`` without glibc).
-    """
-    import ctypes
-    import ctypes.util
-
-    if isinstance(mmap_threshold, bool) or not isinstance(mmap_threshold, int) or mmap_threshold < 1:
-        raise InputError(f"mmap_threshold: expected a positive int (bytes), got {mmap_threshold!r}")
-    try:
-        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
-    except (OSError, AttributeError):
-        return False
-    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    return bool(mallopt(_M_MMAP_THRESHOLD, mmap_threshold))
-
-
-def release_freed_memory() -> None:
-    """Give the memory freed by the last photo back to the OS (glibc ``malloc_trim``; elsewhere nothing).
-
-    glibc keeps freed blocks below its dynamic mmap threshold (up to 32 MiB: a photo's strips and windows) in its
-    heaps, so without this a folder's resident memory grows by what one photo's temporaries left behind. Costs about
-    a millisecond.
-    """
-    trim = _malloc_trim()
-    if trim is not None:
-        trim(0)
 
 
 def physical_cores() -> int:
@@ -722,7 +666,6 @@ class PhotoProtector:
         the faces on a draft-mode copy (JPEG); without usable faces there, detection runs on the full decode.
         """
         self.timings = tm = {}
-        release_freed_memory()  # the previous photo's temporaries, before this one's
         self.prefetch(path)
         preview_f, full_f = self._pending.pop(Path(path))
         det = None

@@ -125,10 +125,9 @@ def protect(
         with console.status("loading the models"):
             import torch
 
-            from nullswap.protection import PhotoProtector, bound_heap, physical_cores
+            from nullswap.protection import PhotoProtector, physical_cores
 
             torch.set_num_threads(threads or physical_cores())  # before the models: SCRFD's session reads it
-            bound_heap()  # a folder's photos: freed photo-sized blocks go back to the OS (glibc)
             pp = PhotoProtector(method, checkpoint=checkpoint, strength=strength, seed=seed, device=device,
                                 recognizers=_names(recognizers), detector=detector, verify=verify,
                                 verifiers=_names(verifiers), until_protected=until_protected,
