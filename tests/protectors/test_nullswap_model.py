@@ -167,3 +167,20 @@ def test_psnr_floor_guard_caps_the_change():
     mse = (guarded - x).pow(2).mean((1, 2, 3))
     assert float((loose - x).pow(2).mean()) > 1e-4  # the unguarded change is large
     assert bool((10 * torch.log10(1 / mse) >= 40.0 - 1e-3).all())
+
+
+def test_evaluate_specs_set_guard_and_refine(tmp_path):
+    """`nullswap evaluate --protector`: raw by default, '+guard' = training floor, '+guard36.5' = that floor."""
+    from nullswap.cli.evaluate import _build
+
+    cfg = small(64)
+    save_nullswap(tmp_path / "export", NullSwapGenerator(cfg).eval(), cfg, {"loss": {"psnr_floor": 38.5}, "recognizers": ["arcface-mbf"]})
+    ck = str(tmp_path / "export")
+    cases = {ck: (None, "nullswap[" + tmp_path.name + "]"), ck + "+guard": (38.5, None),
+             ck + "+guard36.5": (36.5, None), ck + "+guard40": (40.0, None)}
+    for spec, (floor, label) in cases.items():
+        name, prot = _build(spec, "mid", "cpu", None, None)
+        assert prot.psnr_floor == floor, spec
+        assert label is None or name == label
+    name, prot = _build(ck + "+refine3+guard36.5", "mid", "cpu", None, None)
+    assert name.endswith("+refine3+guard36.5") and prot.refine == 3 and prot.psnr_floor == 36.5

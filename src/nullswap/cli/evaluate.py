@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 from typing import Annotated
@@ -27,11 +28,19 @@ def _checkpoint_kind(path: Path) -> str:
     return CHECKPOINT_FORMATS.get(fmt, "nullswap")
 
 
+_GUARD_SUFFIX = re.compile(r"\+guard(\d+(?:\.\d+)?)?$")
+
+
 def _build(spec: str, strength: str, device: str, attack_recognizers: list[str] | None, template: str | None):
     from nullswap.protectors import create_protector
 
-    guard = spec.endswith("+guard")  # "CHECKPOINT+guard": with the inference PSNR-floor guard `protect` applies
-    spec = spec.removesuffix("+guard")
+    # "CHECKPOINT+guard": with the inference PSNR-floor guard `protect` applies (the model's training floor);
+    # "CHECKPOINT+guard36.5": the guard at another floor (dB)
+    m = _GUARD_SUFFIX.search(spec)
+    guard: str | float | None = None
+    if m:
+        guard = float(m.group(1)) if m.group(1) else "auto"
+        spec = spec[: m.start()]
     spec, _, refine = spec.partition("+refine")  # "CHECKPOINT+refine5": one pass plus 5 attack steps
     path = Path(spec)
     if path.exists():  # a checkpoint folder: the protector named by its config.json "format" (NullSwap by default)
@@ -39,8 +48,9 @@ def _build(spec: str, strength: str, device: str, attack_recognizers: list[str] 
         label = path.name if path.name != "export" else path.parent.name
         kw: dict = {"refine": int(refine)} if refine else {}
         if kind == "nullswap":  # raw generator numbers unless the guard is asked for (reported separately)
-            kw["psnr_floor"] = "auto" if guard else None
-        name = f"{kind}[{label}]" + (f"+refine{int(refine)}" if refine else "") + ("+guard" if guard else "")
+            kw["psnr_floor"] = guard
+        name = (f"{kind}[{label}]" + (f"+refine{int(refine)}" if refine else "")
+                + ("" if guard is None else "+guard" if guard == "auto" else f"+guard{guard:g}"))
         return name, create_protector(kind, checkpoint=str(path), strength=strength, device=device, **kw)
     kwargs = {"strength": strength, "device": device}
     if attack_recognizers and spec in ("pgd", "fgsm"):
@@ -57,7 +67,7 @@ def evaluate(
                                                 "e.g. clean,pgd,runs/x/export; a NullSwap checkpoint is measured "
                                                 "raw (no inference guard); '+refineK' adds K attack steps "
                                                 "(runs/x/export+refine5), '+guard' applies protect's PSNR-floor "
-                                                "guard.")],
+                                                "guard, '+guard36.5' the guard at 36.5 dB.")],
     data: Annotated[Path, typer.Option(help="Dataset root (identity folders: LFW, CelebA crops).")],
     recognizers: Annotated[str, typer.Option(help="Comma-separated recognizers to measure.")] =
     "dlib-resnet29,mobilefacenet-casia,faceapi-resnet29,faceplugin-512,human-mobilefacenet,human-mobileface,"
@@ -111,7 +121,7 @@ def evaluate(
         specs = [s.strip() for s in protector.split(",") if s.strip()]
         if template is None:  # the trained models' own template, else the default crop
             trained = [_build(s, strength, device, attack, None)[1] for s in specs
-                       if Path(s.removesuffix("+guard").partition("+refine")[0]).exists()]
+                       if Path(_GUARD_SUFFIX.sub("", s).partition("+refine")[0]).exists()]
             template = trained[0].template if trained else "protector-256"
         prots = dict(_build(s, strength, device, attack, template) for s in specs)
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
