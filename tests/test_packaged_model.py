@@ -51,3 +51,46 @@ def test_packaged_model_moves_identity_of_held_out_faces(shared):
     assert float(psnr(y, x).min()) >= 38.5 - 1e-3
     assert cos[0] < 0.6, cos  # a training recognizer
     assert cos[1] < 0.8, cos  # one it never saw
+
+
+def _packaged_with_meta(tmp_path, monkeypatch, **meta_update):
+    """A copy of the packaged config.json with ``meta`` updated, served as the packaged checkpoint's."""
+    import nullswap.protection as protection
+
+    cfg = json.loads((packaged_checkpoint() / "config.json").read_text())
+    cfg["meta"] = {k: v for k, v in cfg["meta"].items() if k not in ("auto", "default_ok")} | meta_update
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    monkeypatch.setattr(protection, "packaged_checkpoint", lambda: tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("meta", "expected"),
+    [
+        ({}, {"method": "pgd"}),
+        ({"default_ok": False}, {"method": "pgd"}),
+        ({"default_ok": True}, {"method": "nullswap"}),
+        ({"auto": {"refine": 10, "psnr_floor": 36.5, "evidence": "MODEL_CARD.md"}},
+         {"method": "nullswap", "refine": 10, "psnr_floor": 36.5}),
+        ({"auto": {"refine": True, "psnr_floor": "x"}}, {"method": "nullswap"}),  # malformed values ignored
+    ],
+)
+def test_auto_recipe_follows_the_packaged_config(tmp_path, monkeypatch, meta, expected):
+    from nullswap.protection import auto_recipe
+
+    _packaged_with_meta(tmp_path, monkeypatch, **meta)
+    assert auto_recipe() == expected
+    assert default_method() == expected["method"]
+
+
+def test_auto_uses_the_packaged_refine_and_floor(tmp_path, monkeypatch):
+    from nullswap.protection import PhotoProtector
+
+    _packaged_with_meta(tmp_path, monkeypatch, auto={"refine": 10, "psnr_floor": 36.5})
+    pp = PhotoProtector("auto", verify=False)
+    assert pp.method == "nullswap" and pp.protector.refine == 10 and pp.protector.psnr_floor == 36.5
+    assert pp.settings["refine"] == 10 and pp.settings["psnr_floor"] == 36.5 and pp.until_protected
+    assert pp.protector_at("high").psnr_floor == 32.5  # the next strength lowers the floor by 4 dB
+    pp = PhotoProtector("auto", verify=False, refine=3)  # an explicit --refine wins
+    assert pp.protector.refine == 3
+    pp = PhotoProtector("nullswap", verify=False)  # an explicit method: the one pass at the trained floor
+    assert pp.protector.refine == 0 and pp.protector.psnr_floor == 38.5 and "psnr_floor" not in pp.settings

@@ -215,23 +215,41 @@ def packaged_checkpoint() -> Path | None:
     return folder if (folder / "model.safetensors").is_file() else None
 
 
-def default_method() -> str:
-    """The method ``auto`` picks.
+def auto_recipe() -> dict[str, Any]:
+    """What ``auto`` runs when no checkpoint is given: ``{"method": "nullswap" | "pgd", **protector options}``.
 
-    ``"nullswap"`` when the packaged checkpoint is installed *and* its model card marks it as protecting
-    (``meta.default_ok`` in its ``config.json``), else ``"pgd"``.
+    The packaged model's ``config.json`` says when it may replace PGD (MODEL_CARD.md has the measurements):
+
+    * ``meta.default_ok: true``: the one pass alone protects -> ``{"method": "nullswap"}``;
+    * ``meta.auto: {"refine": K, "psnr_floor": dB, ...}``: the model *with* ``K`` refinement steps under a PSNR floor
+      of ``dB`` protects -> ``{"method": "nullswap", "refine": K, "psnr_floor": dB}`` (other keys, such as the
+      evidence, are documentation);
+    * neither, no packaged model or an unreadable config -> ``{"method": "pgd"}``.
 
     Choice: a shipped model that measurably does not push faces below the recognizers' thresholds (see
     MODEL_CARD.md) must not silently replace the method that does; it stays available as ``--method nullswap``.
     """
     folder = packaged_checkpoint()
     if folder is None:
-        return "pgd"
+        return {"method": "pgd"}
     try:
         meta = json.loads((folder / "config.json").read_text()).get("meta", {})
-    except (OSError, ValueError):
-        return "pgd"
-    return "nullswap" if meta.get("default_ok") is True else "pgd"
+    except (OSError, ValueError, AttributeError):
+        return {"method": "pgd"}
+    auto = meta.get("auto") if isinstance(meta, dict) else None
+    if isinstance(auto, dict):
+        out: dict[str, Any] = {"method": "nullswap"}
+        if isinstance(auto.get("refine"), int) and not isinstance(auto["refine"], bool) and auto["refine"] > 0:
+            out["refine"] = auto["refine"]
+        if isinstance(auto.get("psnr_floor"), (int, float)) and not isinstance(auto["psnr_floor"], bool):
+            out["psnr_floor"] = float(auto["psnr_floor"])
+        return out
+    return {"method": "nullswap" if isinstance(meta, dict) and meta.get("default_ok") is True else "pgd"}
+
+
+def default_method() -> str:
+    """The method ``auto`` picks when no checkpoint is given (see :func:`auto_recipe`)."""
+    return str(auto_recipe()["method"])
 
 
 def checkpoint_method(checkpoint: str | os.PathLike[str]) -> str:
@@ -338,8 +356,15 @@ class PhotoProtector:
         if strength not in STRENGTHS:
             raise InputError(f"strength: expected one of {STRENGTHS}, got {strength!r}")
         self.device = resolve_device(device)
-        if method == "auto":
-            self.method = checkpoint_method(checkpoint) if checkpoint is not None else default_method()
+        psnr_floor: float | None = None
+        if method == "auto" and checkpoint is None:
+            recipe = auto_recipe()
+            self.method = str(recipe["method"])
+            if not refine:  # the packaged model's measured auto settings (an explicit --refine K wins)
+                refine = int(recipe.get("refine", 0))
+            psnr_floor = recipe.get("psnr_floor")
+        elif method == "auto":
+            self.method = checkpoint_method(checkpoint)
         else:
             self.method = method
         if checkpoint is not None and self.method in PER_IMAGE_METHODS:
@@ -366,6 +391,8 @@ class PhotoProtector:
             self._kwargs["recognizers"] = list(recognizers)
         if refine:
             self._kwargs["refine"] = refine
+        if psnr_floor is not None:
+            self._kwargs["psnr_floor"] = psnr_floor
         self.protector = create_protector(self.method, strength=strength, **self._kwargs)
         self.protector.eval()
         self._protectors: dict[str, Any] = {strength: self.protector}
@@ -387,6 +414,8 @@ class PhotoProtector:
                          "until_protected": self.until_protected}
         if refine:  # only when used, so manifests written without it still match
             self.settings["refine"] = refine
+        if psnr_floor is not None:
+            self.settings["psnr_floor"] = psnr_floor
         #: seconds per stage (:data:`STAGES`) of the last photo
         self.timings: dict[str, float] = {}
         #: progress of the cloak, per pass over a photo's faces: ``(faces done, faces in the pass, strength)``, called
@@ -779,5 +808,5 @@ def protect(
 
 
 __all__ = ["CHECKPOINT_FORMATS", "DEFAULT_DETECTOR", "METHODS", "STAGES", "STRENGTHS", "FaceResult", "NullswapError",
-           "PhotoProtector", "ProtectedImage", "checkpoint_method", "default_method", "jpeg_roundtrip",
+           "PhotoProtector", "ProtectedImage", "auto_recipe", "checkpoint_method", "default_method", "jpeg_roundtrip",
            "packaged_checkpoint", "physical_cores", "protect", "resolve_device"]

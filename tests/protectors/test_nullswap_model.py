@@ -174,7 +174,8 @@ def test_evaluate_specs_set_guard_and_refine(tmp_path):
     from nullswap.cli.evaluate import _build
 
     cfg = small(64)
-    save_nullswap(tmp_path / "export", NullSwapGenerator(cfg).eval(), cfg, {"loss": {"psnr_floor": 38.5}, "recognizers": ["arcface-mbf"]})
+    meta = {"loss": {"psnr_floor": 38.5}, "recognizers": ["arcface-mbf"]}
+    save_nullswap(tmp_path / "export", NullSwapGenerator(cfg).eval(), cfg, meta)
     ck = str(tmp_path / "export")
     cases = {ck: (None, "nullswap[" + tmp_path.name + "]"), ck + "+guard": (38.5, None),
              ck + "+guard36.5": (36.5, None), ck + "+guard40": (40.0, None)}
