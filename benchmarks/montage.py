@@ -1,7 +1,7 @@
 """Whole-photo look of a cloak at 1:1: clean / protected / 10x difference for faces of about 100, 250 and 600 px.
 
-Usage: python benchmarks/montage.py [--checkpoint DIR] [--method nullswap|pgd] [--strength mid] [--out docs/img]
-       [--photo ../shared/data/photos/obama1.jpg] [--sizes 100,250,600]
+Usage: python benchmarks/montage.py [--checkpoint DIR] [--method nullswap|pgd|auto] [--strength mid] [--refine K]
+       [--out docs/img] [--name NAME] [--photo ../shared/data/photos/obama1.jpg] [--sizes 100,250,600]
 
 The photo is resized so its (first) detected face box is about each requested width, protected with the full
 ``nullswap protect`` path (detect, align, cloak, feathered paste-back), and a window around the face is cut out at 1:1
@@ -42,6 +42,9 @@ def main() -> None:
     ap.add_argument("--window", type=int, default=360, help="largest side of the 1:1 window")
     ap.add_argument("--out", default="docs/img")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--refine", type=int, default=0, help="method nullswap: K refinement steps (auto: the packaged "
+                    "model's own setting unless given)")
+    ap.add_argument("--name", default=None, help="file name part (default: the method)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     out = Path(args.out)
@@ -54,9 +57,9 @@ def main() -> None:
     box = d.boxes[0]
     face_w = float(box[2] - box[0])
     prot = PhotoProtector(args.method, checkpoint=args.checkpoint, strength=args.strength, seed=0, verify=False,
-                          until_protected=False)
+                          until_protected=False, **({"refine": args.refine} if args.refine else {}))
     print(f"photo {args.photo}: face {face_w:.0f} px wide; method {args.method} ({args.checkpoint or 'default'}), "
-          f"strength {args.strength}")
+          f"strength {args.strength}, settings {prot.settings}")
     for size in (int(s) for s in args.sizes.split(",")):
         scale = size / face_w
         h, w = img.shape[-2:]
@@ -74,7 +77,7 @@ def main() -> None:
         mse = float((p - c).pow(2).mean())
         psnr = 10 * math.log10(1 / mse) if mse > 0 else float("inf")
         panel = np.concatenate([_to_u8(c), _to_u8(p), _to_u8(diff)], axis=1)
-        f = out / f"montage-{args.method}-{size}px.png"
+        f = out / f"montage-{args.name or args.method}-{size}px.png"
         Image.fromarray(panel).save(f, optimize=True)
         print(f"face ~{size} px: window {side}x{side} at 1:1, PSNR {psnr:.2f} dB, max change "
               f"{float((p - c).abs().max()) * 255:.1f}/255, faces cloaked {len(res.faces)} -> {f}")

@@ -25,7 +25,9 @@ def test_packaged_checkpoint_verifies_and_loads():
     mse = (y - x).pow(2).mean((1, 2, 3))
     assert bool((10 * torch.log10(1 / mse) >= 38.5 - 1e-3).all())  # the inference guard holds
     meta = json.loads((folder / "config.json").read_text())["meta"]
-    assert default_method() == ("nullswap" if meta.get("default_ok") is True else "pgd")
+    assert default_method() == ("nullswap" if meta.get("default_ok") is True or "auto" in meta else "pgd")
+    if "auto" in meta:  # what auto runs is written with its evidence (MODEL_CARD.md)
+        assert meta["auto"]["refine"] > 0 and "PGD" in meta["auto"]["evidence"]
 
 
 @pytest.mark.shared
