@@ -50,7 +50,8 @@ def protect(
     method: Annotated[str, typer.Option(metavar="NAME", help="auto | nullswap | pgd | fgsm (and idguard | ars | "
                                         "retentive with --checkpoint). auto: the checkpoint's own method with "
                                         "--checkpoint, else nullswap when the packaged model is installed and its "
-                                        "model card marks it as protecting, else pgd.")] = "auto",
+                                        "model card marks it as protecting (today: with 10 refine steps under a "
+                                        "36.5 dB floor, as measured), else pgd.")] = "auto",
     checkpoint: Annotated[Path | None, typer.Option(metavar="DIR", help="Trained protector checkpoint folder (a "
                                                     "training run's export/); without --method its own method is "
                                                     "used.")] = None,
