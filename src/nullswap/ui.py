@@ -96,7 +96,9 @@ def build_app(out_dir: str | Path | None = None, device: str | None = None):
         with gr.Row():
             files = gr.File(label="Photos", file_count="multiple", file_types=["image"], elem_id="upload")
             with gr.Column():
-                method = gr.Dropdown(list(METHODS), value=default_method(), label="Method", elem_id="method")
+                # "auto": what `nullswap protect` does by default (the packaged model's measured recipe, else PGD)
+                method = gr.Dropdown(["auto", *METHODS], value="auto", label="Method", elem_id="method",
+                                     info=f"auto = {default_method()} here")
                 strength = gr.Radio(list(STRENGTHS), value="mid", label="Strength", elem_id="strength")
                 go = gr.Button("Protect", variant="primary", elem_id="protect")
         with gr.Row():
