@@ -29,9 +29,13 @@ from nullswap.train.trainer import build_recipe
 log = logging.getLogger(__name__)
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 STEPS = 30
-# Narrower widths than the papers' (CPU); lr 1e-3 instead of 1e-4 so that 30 steps move the objective.
+# Narrower widths than the papers' (CPU); lr 1e-3 instead of 1e-4 so that 30 steps move the objective. ID-Guard also
+# on batches of 4 with 2 prior steps and 1 heat-map probe: 3.2x less time (224 -> 70 s, 1 thread, loaded VM) and its
+# objective still grows 4.3x (0.0073 -> 0.0314; the assertion asks 1.05x). ARS at batch 4 moved only 0.978x (the
+# assertion asks < 0.98), so it stays at 8.
 NARROW = {
-    "idguard": ["model.base=16", "model.n_blocks=2", "loss.gradient_prior.steps=3", "loss.heatmap_probes=2"],
+    "idguard": ["model.base=16", "model.n_blocks=2", "loss.gradient_prior.steps=2", "loss.heatmap_probes=1",
+                "train.batch_size=4"],
     "ars": ["model.base=8", "model.depth=5", "model.channels=16", "model.encoder_layers=2", "model.adv_base=8",
             "model.adv_depth=3"],
     "retentive": ["model.base=8", "model.depth=5"],
