@@ -138,6 +138,8 @@ def test_memory_stays_bounded_when_protecting_and_writing_a_large_photo(tmp_path
     float_copy = w * h * 3 * 4
     assert 0 < changed < 0.05 * w * h  # the faces changed, nothing else
     assert paste < 0.4 * float_copy, paste  # the faces' windows only (a full copy and mask: 1.33 float copies)
-    # read (uint8 + the float photo) + write (uint8 strips, PNG encoder): 2.2-2.5 float copies measured (the old
-    # path: 3 float copies in the read alone, then a full copy and mask in the paste-back)
-    assert total < 3.0 * float_copy, (total / float_copy, total)
+    # read (uint8 + the float photo) + write (uint8 strips, PNG encoder): 2.2-2.5 float copies measured in session 5;
+    # 2.78-3.04 in session 6 (5 runs of the same code, quiet 2-core VM: the 8-bit photo is now kept as uint8 beside
+    # the float tensor this low-level path asks for; `protect_file` converts only the faces' region). The old path:
+    # 3 float copies in the read alone, then a full copy and mask in the paste-back (> 4.3).
+    assert total < 3.5 * float_copy, (total / float_copy, total)
