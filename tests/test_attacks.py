@@ -52,6 +52,19 @@ def test_pgd_stays_in_budget_and_lowers_similarity(ensemble, crops):
     assert cos < 0.9, cos
 
 
+def test_pgd_reports_each_step_without_changing_the_result(ensemble, crops):
+    steps: list[tuple[int, int]] = []
+    ref = pgd(crops, ensemble, steps=4, generator=torch.Generator().manual_seed(0))
+    adv = pgd(crops, ensemble, steps=4, generator=torch.Generator().manual_seed(0),
+              on_step=lambda done, total: steps.append((done, total)))
+    assert torch.equal(adv, ref) and steps == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    prot = PGDProtector(ensemble, strength="low", steps=3, template="arcface-112")
+    prot.on_step = lambda done, total: steps.append((done, total))
+    steps.clear()
+    prot.protect(torch.rand(1, 3, 112, 112), generator=torch.Generator().manual_seed(0))
+    assert steps == [(1, 3), (2, 3), (3, 3)]
+
+
 def test_fgsm_stays_in_budget_and_lowers_similarity(ensemble, crops):
     eps = 8 / 255
     adv = fgsm(crops, ensemble, eps, generator=torch.Generator().manual_seed(0))
@@ -171,3 +184,30 @@ def test_real_recognizers_pgd_cloaks_identity(shared):
     assert cos < 0.5, f"mean cosine after PGD-10 {cos:.3f}"
     assert max(per_rec) < 0.9, per_rec
     assert elapsed < 60, elapsed
+
+
+def test_photo_protector_moves_face_progress_per_attack_step():
+    """Long photos: the face bar advances per attack step (fractional faces), ends at the face count, and the
+    protector's step callback is cleared after the call."""
+    from nullswap.protection import PhotoProtector
+    from nullswap.protectors.base import Protector
+
+    class Stepper(Protector):  # an iterative protector: 4 steps per call, returns its input
+        name = "stepper"
+
+        def protect(self, faces, *, generator=None):
+            for k in range(4):
+                if self.on_step is not None:
+                    self.on_step(k + 1, 4)
+            return faces.clone()
+
+    pp = PhotoProtector("nullswap", verify=False, batch_size=4)
+    stepper = Stepper()
+    pp._protectors["mid"] = stepper
+    seen: list[float] = []
+    pp.on_progress = lambda done, total, strength: seen.append(done) if total == 10 and strength == "mid" else None
+    out = pp._cloak(torch.rand(10, 3, 128, 128), "mid", None)
+    assert out.shape == (10, 3, 128, 128) and stepper.on_step is None
+    assert seen[0] == 0 and seen[-1] == 10 and seen == sorted(seen)
+    assert 1.0 in seen and 9.0 in seen  # a quarter of the first call's 4 faces; half of the last call's 2
+    assert len(seen) == 1 + 3 * (4 + 1)  # the start, then per call: 4 steps + the call's end

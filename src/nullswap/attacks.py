@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Literal
 
 import torch
@@ -177,6 +177,7 @@ def pgd(
     alpha: float | None = None,
     random_start: bool = True,
     generator: torch.Generator | None = None,
+    on_step: Callable[[int, int], None] | None = None,
 ) -> torch.Tensor:
     """Identity-targeted PGD (Madry et al. 2018) under an L_inf budget.
 
@@ -193,6 +194,8 @@ def pgd(
         random_start: start from a uniform random point of the eps-ball (clipped to [0,1]). Without it the first
             gradient is zero up to rounding (``x`` maximises the cosine), so the first step is not informative.
         generator: random source of the start (on CPU or the images' device); seeded runs are repeatable.
+        on_step: called as ``on_step(steps done, steps)`` after every step (progress only; it cannot change the
+            result).
 
     Returns:
         Adversarial crops, same shape/device/dtype, detached, ``|adv - images| <= eps``, values in [0,1].
@@ -221,10 +224,12 @@ def pgd(
         else:
             adv = x.clone()
         sim = None
-        for _ in range(steps):
+        for i in range(steps):
             g, sim = _grad(ensemble, adv, clean)
             adv = adv - alpha * g.sign()
             adv = torch.min(torch.max(adv, x - eps), x + eps).clamp(0, 1).detach()
+            if on_step is not None:
+                on_step(i + 1, steps)
         if sim is not None:
             log.debug("pgd: eps=%.4g steps=%d alpha=%.4g, cosine before last step %.4f", eps, steps, alpha,
                       float(sim.mean()))

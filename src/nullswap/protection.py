@@ -419,8 +419,10 @@ class PhotoProtector:
         #: seconds per stage (:data:`STAGES`) of the last photo
         self.timings: dict[str, float] = {}
         #: progress of the cloak, per pass over a photo's faces: ``(faces done, faces in the pass, strength)``, called
-        #: with 0 before the pass and after every protector call (``batch_size`` faces); the library never prints.
-        self.on_progress: Callable[[int, int, str], None] | None = None
+        #: with 0 before the pass, after every protector call (``batch_size`` faces) and, for iterative protectors
+        #: (PGD, ``refine``), after every attack step with a fractional count (the faces of one call advance together:
+        #: 3.0 when 6 faces in one call are half-way through their steps); the library never prints.
+        self.on_progress: Callable[[float, int, str], None] | None = None
         self._io: ThreadPoolExecutor | None = None
         self._pending: dict[Path, tuple[Future[Any], Future[Any]]] = {}
         self._report_names = report_recognizers
@@ -448,8 +450,14 @@ class PhotoProtector:
         self._progress(0, n, strength)
         with torch.no_grad():
             for i in range(0, n, self.batch_size):
-                outs.append(prot.protect(crops[i: i + self.batch_size], generator=gen))
-                self._progress(min(i + self.batch_size, n), n, strength)
+                nb = min(self.batch_size, n - i)
+                if self.on_progress is not None:  # iterative protectors move the bar per step, not per call
+                    prot.on_step = lambda done, steps, i=i, nb=nb: self._progress(i + nb * done / steps, n, strength)
+                try:
+                    outs.append(prot.protect(crops[i: i + self.batch_size], generator=gen))
+                finally:
+                    prot.on_step = None
+                self._progress(i + nb, n, strength)
                 stats = getattr(prot, "guard_stats", None)  # NullSwap's inference PSNR-floor guard, if any
                 if stats is not None and getattr(prot, "psnr_floor", None) is not None:
                     g = self._guard_log
@@ -459,7 +467,7 @@ class PhotoProtector:
                     g["min_scale"] = min(float(g["min_scale"]), float(stats["min_scale"]))
         return torch.cat(outs).clamp(0, 1)
 
-    def _progress(self, done: int, total: int, strength: str) -> None:
+    def _progress(self, done: float, total: int, strength: str) -> None:
         """Tell :attr:`on_progress` (if set) how many of this pass's faces are cloaked; never raises."""
         cb = self.on_progress
         if cb is None:

@@ -157,6 +157,11 @@ def test_refine_steps_lower_the_cosine_within_the_budget():
     # under the floor the steps are L2 steps on the floor's ball: the change's L2 norm reaches (not exceeds) it
     radius = (x[0].numel() * 10 ** (-30.0 / 10)) ** 0.5
     assert float((ref - x).flatten(1).norm(dim=1).max()) <= radius * (1 + 1e-4)
+    steps: list[tuple[int, int]] = []  # progress per refine step; it does not change the result
+    prot = NullSwapProtector(gen, cfg, psnr_floor=30.0, refine=5, refine_recognizers=ens)
+    prot.on_step = lambda done, total: steps.append((done, total))
+    assert torch.equal(prot.protect(x, generator=torch.Generator().manual_seed(0)), ref)
+    assert steps == [(k, 5) for k in range(1, 6)]
     g = torch.Generator().manual_seed(0)
     raw = NullSwapProtector(gen, cfg, refine=5, refine_recognizers=ens).protect(x, generator=g)  # signed steps
     assert cos(raw) < cos(one) and float((raw - x).abs().max()) <= 6.0 / 255 + 1e-6

@@ -212,7 +212,7 @@ def _run(jobs: list[Any], pp: Any, settings: dict[str, Any], report: bool, keep_
             faces = bar.add_task("  faces", total=None, name="", visible=False)
             current: dict[str, str] = {"name": ""}
 
-            def face_progress(n_done: int, n_total: int, strength: str) -> None:
+            def face_progress(n_done: float, n_total: int, strength: str) -> None:
                 if n_done == 0:  # a new pass over a photo's faces (a redo at a higher strength is a new pass)
                     bar.reset(faces, total=n_total, visible=True, name=f"{current['name']} ({strength})")
                 bar.update(faces, completed=n_done)

@@ -49,10 +49,14 @@ class Protector(nn.Module):
     Attributes:
         name: registry name (``"nullswap"``, ``"pgd"``, ...).
         template: alignment template of the crops it expects (``"protector-256"`` by default).
+        on_step: progress of an iterative protector (PGD, NullSwap's refinement steps): if set, called as
+            ``on_step(steps done, steps)`` after every step of a :meth:`protect` call; one-pass protectors never
+            call it. Progress only: it cannot change the result.
     """
 
     name: str = "protector"
     template: str = "protector-256"
+    on_step: Callable[[int, int], None] | None = None
 
     @property
     def input_size(self) -> tuple[int, int]:

@@ -134,7 +134,7 @@ class PGDProtector(_EnsembleAttackProtector):
 
     def _attack(self, faces: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         return pgd(faces, self.ensemble, eps=self.eps, steps=self.steps, alpha=self.alpha,
-                   random_start=self.random_start, generator=generator)
+                   random_start=self.random_start, generator=generator, on_step=self.on_step)
 
 
 @register_protector("fgsm", "identity-targeted FGSM against a recognizer ensemble (Goodfellow et al. 2015)")

@@ -141,7 +141,7 @@ class NullSwapProtector(Protector):
         with torch.no_grad():
             clean = [e.detach() for e in ens(x)]
         with torch.enable_grad():
-            for _ in range(self.refine):
+            for step in range(self.refine):
                 y = y.detach().requires_grad_(True)
                 sim = torch.stack([F.cosine_similarity(e, c, dim=1) for e, c in zip(ens(y), clean, strict=True)])
                 (g,) = torch.autograd.grad(sim.mean(0).sum(), y)
@@ -156,6 +156,8 @@ class NullSwapProtector(Protector):
                         y = y - alpha * g.sign()
                     y = torch.min(torch.max(y, x - cap), x + cap).clamp(0, 1)
                     y = self._guard(x, y)
+                if self.on_step is not None:
+                    self.on_step(step + 1, self.refine)
         return y.detach()
 
 
