@@ -146,3 +146,28 @@ def test_from_config_and_create_recipe(monkeypatch):
         NullSwapRecipe.from_config({**cfg, "recognizers": []})
     with pytest.raises(InputError, match="template"):
         NullSwapRecipe.from_config({**cfg, "data": {"template": "protector-256"}})
+
+
+def test_from_config_init_starts_from_a_trained_generator_grown_deeper(monkeypatch, tmp_path):
+    import nullswap.metrics.perceptual
+    import nullswap.recipes.nullswap as mod
+    from nullswap.protectors.nullswap.checkpoint import save_nullswap
+    from nullswap.train.config import validate_config
+
+    monkeypatch.setattr(mod, "RecognizerEnsemble", lambda names, source_template, weights_dir=None:
+                        RecognizerEnsemble([TinyRecognizer(1), TinyRecognizer(2)], source_template=source_template))
+    monkeypatch.setattr(nullswap.metrics.perceptual, "create_perceptual", lambda name="auto": L1Perceptual())
+    trained = _recipe().generator.eval()
+    save_nullswap(tmp_path / "trained", trained, trained.config)
+    cfg = {"model": {**MODEL, "L": 2, "N": 3}, "loss": {"strategy": "average"}, "recognizers": ["a", "b"],
+           "init": str(tmp_path / "trained")}
+    validate_config(cfg)  # "init" is a known top-level key
+    r = NullSwapRecipe.from_config(cfg)
+    assert r.generator.config.L == 2 and r.generator.config.N == 3
+    x = _images()
+    with torch.no_grad():
+        a = trained(x, generator=torch.Generator().manual_seed(0))
+        b = r.generator.eval()(x, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(a, b, atol=1e-6)  # the grown generator starts as the trained one
+    with pytest.raises(InputError, match="init: expected a NullSwap checkpoint folder"):
+        NullSwapRecipe.from_config({**cfg, "init": 3})

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -97,6 +98,10 @@ class NullSwapRecipe(nn.Module):
     def from_config(cls, cfg: dict[str, Any], weights_dir: str | None = None) -> NullSwapRecipe:
         """Build from a training config: ``model``, ``loss``, ``recognizers`` (names), ``perceptual`` (name).
 
+        ``init`` (optional): a trained generator's checkpoint folder to start from instead of a random init; a config
+        with more SEResBlocks (L, M, N) grows it function-preserving (:func:`~nullswap.protectors.nullswap.growth.
+        grow_generator`). The discriminator starts fresh (its depth follows N).
+
         The ensemble's source template is ``cfg["data"]["template"]`` when given, else ``protector-<image_size>``.
 
         Raises:
@@ -119,8 +124,16 @@ class NullSwapRecipe(nn.Module):
             )
         ensemble = RecognizerEnsemble(names, source_template=template, weights_dir=weights_dir)
         perceptual = create_perceptual(cfg.get("perceptual", "auto"))
-        return cls(model_cfg, dict(cfg.get("loss") or {}), ensemble, perceptual, eot=cfg.get("eot"),
-                   seed=int(cfg.get("seed", 0)))
+        recipe = cls(model_cfg, dict(cfg.get("loss") or {}), ensemble, perceptual, eot=cfg.get("eot"),
+                     seed=int(cfg.get("seed", 0)))
+        init = cfg.get("init")
+        if init is not None:  # start from a trained generator (grown if deeper); a resumed run then loads its own
+            if not isinstance(init, str | Path):
+                raise InputError(f"init: expected a NullSwap checkpoint folder, got {type(init).__name__} {init!r}")
+            from nullswap.protectors.nullswap.growth import grow_generator
+
+            grow_generator(recipe.generator, init)
+        return recipe
 
     # --- modes and state --------------------------------------------------------------------------------------
 

@@ -79,6 +79,7 @@ RECIPE_KEYS: tuple[str, ...] = (
     "weights_dir",  # folder searched first for weight files (every recipe)
     "manipulator",  # the manipulation model of ID-Guard / ARS / retentive
     "manipulators",  # several manipulation models (ID-Guard)
+    "init",  # NullSwap: a trained generator folder to start from, grown if the config is deeper (growth.py)
 )
 #: Sections whose keys the recipe checks itself (its model / loss ``from_dict``).
 RECIPE_SECTIONS: tuple[str, ...] = ("model", "loss")
