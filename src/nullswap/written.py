@@ -128,12 +128,11 @@ def decode_region(data: bytes, region: Region | None = None) -> torch.Tensor:
     """
     with Image.open(io.BytesIO(data)) as im:
         im.load()
-        upright = ImageOps.exif_transpose(im) or im
-        if region is not None:
-            upright = upright.crop(region)
-        rgb = upright if upright.mode == "RGB" else upright.convert("RGB")
+        ImageOps.exif_transpose(im, in_place=True)  # no copy of the whole photo when it is already upright
+        part = im if region is None else im.crop(region)
+        rgb = part if part.mode == "RGB" else part.convert("RGB")
         u8 = np.asarray(rgb)  # the region's bytes; the full decode is freed on leaving the block
-    del upright, rgb
+    del part, rgb
     from nullswap.faces.io import _float_chw
 
     return _float_chw(u8)  # in row strips: exactly the float32 u / 255 read_image gives

@@ -391,11 +391,74 @@ def unchanged_region(changed: np.ndarray, samp_factor: np.ndarray) -> np.ndarray
     return ~touched
 
 
-def _rgb255(arr: np.ndarray) -> np.ndarray:
-    """A strip of an ``(h, w, 3)`` image (uint8, or float in [0,1]) as float64 0-255."""
+def _rgb255_into(arr: np.ndarray, out: np.ndarray, *, subtract: bool = False) -> None:
+    """``out = `` (or ``out -= ``) an ``(h, w, 3)`` image (uint8, or float in [0,1] clipped) as float64 0-255.
+
+    Written into ``out`` (float64, ``arr``'s shape): the values of ``clip(arr.astype(float64), 0, 1) * 255`` with
+    fewer temporaries (one when subtracting a float image).
+    """
     if arr.dtype == np.uint8:
-        return arr.astype(np.float64)
-    return np.clip(arr.astype(np.float64), 0.0, 1.0) * 255.0
+        if subtract:
+            np.subtract(out, arr, out=out)
+        else:
+            out[...] = arr
+        return
+    if subtract:
+        tmp = np.clip(arr, 0.0, 1.0, dtype=np.float64)  # clip is exact: the order of clip and cast does not matter
+        tmp *= 255.0
+        out -= tmp
+    else:
+        np.clip(arr, 0.0, 1.0, out=out, dtype=np.float64)
+        out *= 255.0
+
+
+def _any3(mask: np.ndarray) -> np.ndarray:
+    """``mask.any(axis=2)`` of an ``(h, w, 3)`` bool array (three element-wise ORs: no slow reduction)."""
+    out = np.logical_or(mask[..., 0], mask[..., 1])
+    out |= mask[..., 2]
+    return out
+
+
+def _block_any(mask: np.ndarray, by: int, bx: int) -> np.ndarray:
+    """``(H, W)`` bool -> ``(H/by, W/bx)``: whether each ``by x bx`` block holds a True (``H, W`` multiples)."""
+    h, w = mask.shape
+    rows = mask.reshape(h // by, by, w)
+    acc = rows[:, 0].copy()
+    for k in range(1, by):
+        acc |= rows[:, k]
+    if bx % 8 == 0:  # 8 bools a uint64 word: any of a block row is any word non-zero
+        words = acc.view(np.uint64).reshape(h // by, w // bx, bx // 8)
+        return (words != 0).any(axis=2) if bx > 8 else words[..., 0] != 0
+    return acc.reshape(h // by, w // bx, bx).any(axis=2)
+
+
+def _box_mean(plane: np.ndarray, fy: int, fx: int) -> np.ndarray:
+    """Mean of every ``fy x fx`` box of a float64 plane: ``plane.reshape(h, fy, w, fx).mean(axis=(1, 3))``'s values.
+
+    No work for 1x1 (a mean of one value is the value); 2x2 as the pairwise sum numpy's reduction does.
+    """
+    if fy == 1 and fx == 1:
+        return plane
+    h, w = plane.shape[0] // fy, plane.shape[1] // fx
+    if fy == 2 and fx == 2:
+        p = plane.reshape(h, 2, w, 2)
+        out = np.add(p[:, 0, :, 0], p[:, 0, :, 1])
+        out += np.add(p[:, 1, :, 0], p[:, 1, :, 1])
+        out /= 4.0
+        return out
+    return plane.reshape(h, fy, w, fx).mean(axis=(1, 3))
+
+
+def _block_dct(comp: np.ndarray) -> np.ndarray:
+    """The 2-D DCT of every 8x8 block of an ``(8 m, 8 n)`` float64 plane: ``(m, 8, n, 8)``, ``[by, i, bx, l]``.
+
+    ``C @ block @ C.T`` as two BLAS products over the whole plane (rows of blocks, then 8-pixel runs): 8x fewer
+    multiplications than the 64-term sum per coefficient; the values differ from it only in the summation order
+    (a quantised coefficient can change only within float rounding of a .5 tie).
+    """
+    sh, sw = comp.shape
+    rows = np.matmul(_DCT, comp.reshape(sh // 8, 8, sw))  # (m, 8, sw): C @ the 8 rows of each block row
+    return (rows.reshape(-1, 8) @ _DCT.T).reshape(sh // 8, 8, sw // 8, 8)
 
 
 def _reencode(jpg: Any, protected: np.ndarray, original: np.ndarray, changed: np.ndarray,
@@ -425,9 +488,9 @@ def _reencode(jpg: Any, protected: np.ndarray, original: np.ndarray, changed: np
     if oy % mcu_h or ox % mcu_w:
         raise InputError(f"origin: expected a corner on the {mcu_h}x{mcu_w} MCU grid, got {origin}")
     rows = np.flatnonzero(changed.any(axis=1))
-    cols = np.flatnonzero(changed.any(axis=0))
     if rows.size == 0:
         return 0, 0
+    cols = np.flatnonzero(changed[rows[0]:rows[-1] + 1].any(axis=0))
     y_lo, y_hi = ((oy + rows[0]) // mcu_h) * mcu_h, -(-(oy + rows[-1] + 1) // mcu_h) * mcu_h
     x_lo, x_hi = ((ox + cols[0]) // mcu_w) * mcu_w, -(-(ox + cols[-1] + 1) // mcu_w) * mcu_w
     if min(y_hi, h) > oy + changed.shape[0] or min(x_hi, w) > ox + changed.shape[1]:
@@ -437,41 +500,52 @@ def _reencode(jpg: Any, protected: np.ndarray, original: np.ndarray, changed: np
     tables = [np.asarray(jpg.get_component_qt(i), dtype=np.float64) for i in range(len(names))]
     n_re = n_changed = 0
     strip = max(mcu_h, (_STRIP_ROWS // mcu_h) * mcu_h)
+    sw_full = int(x_hi - x_lo)
     for y0 in range(int(y_lo), int(y_hi), strip):
         y1 = min(y0 + strip, int(y_hi))
-        ch = np.zeros((y1 - y0, x_hi - x_lo), dtype=bool)
+        ch = np.zeros((y1 - y0, sw_full), dtype=bool)
         ys = slice(y0 - oy, min(y1, h) - oy)
         xs = slice(int(x_lo) - ox, min(int(x_hi), w) - ox)
-        ch[: ys.stop - ys.start, : xs.stop - xs.start] = changed[ys, xs]
+        hh, ww = ys.stop - ys.start, xs.stop - xs.start
+        ch[:hh, :ww] = changed[ys, xs]
         if not ch.any():
             continue
-        d = _rgb255(protected[ys, xs]) - _rgb255(original[ys, xs])
-        d = np.pad(d, ((0, (y1 - y0) - d.shape[0]), (0, (x_hi - x_lo) - d.shape[1]), (0, 0)), mode="edge")
-        ycc = d @ _RGB_TO_YCC.T if len(names) == 3 else (d @ _LUMA)[..., None]
+        d = np.empty((y1 - y0, sw_full, 3), dtype=np.float64)
+        dv = d[:hh, :ww]
+        _rgb255_into(protected[ys, xs], dv)
+        _rgb255_into(original[ys, xs], dv, subtract=True)
+        if ww < sw_full:  # past the photo's edge: repeat the last column / row (np.pad's "edge")
+            d[:hh, ww:] = d[:hh, ww - 1:ww]
+        if hh < y1 - y0:
+            d[hh:] = d[hh - 1:hh]
+        # (3, h*w) planes, the same values as ``d @ _RGB_TO_YCC.T``
+        flat = d.reshape(-1, 3).T
+        ycc = (_RGB_TO_YCC @ flat if len(names) == 3 else (_LUMA @ flat)[None]).reshape(-1, y1 - y0, sw_full)
+        touched_by_factor: dict[tuple[int, int], np.ndarray] = {}
         for c, (plane, q) in enumerate(zip(planes, tables, strict=True)):
             fy, fx = vmax // int(samp[c, 0]), hmax // int(samp[c, 1])
-            sh, sw = (y1 - y0) // fy, (x_hi - x_lo) // fx
-            comp = ycc[..., c].reshape(sh, fy, sw, fx).mean(axis=(1, 3))
-            nby, nbx = sh // 8, sw // 8
-            blocks = comp.reshape(nby, 8, nbx, 8).transpose(0, 2, 1, 3)
-            touched = ch.reshape(nby, 8 * fy, nbx, 8 * fx).any(axis=(1, 3))
+            comp = _box_mean(ycc[c], fy, fx)
+            nby, nbx = comp.shape[0] // 8, comp.shape[1] // 8
+            if (fy, fx) not in touched_by_factor:
+                touched_by_factor[fy, fx] = _block_any(ch, 8 * fy, 8 * fx)
             by0, bx0 = y0 // (8 * fy), int(x_lo) // (8 * fx)
             nby_c = min(nby, plane.shape[0] - by0)
             nbx_c = min(nbx, plane.shape[1] - bx0)
-            touched = touched[:nby_c, :nbx_c]
-            iy, ix = np.nonzero(touched)
+            iy, ix = np.nonzero(touched_by_factor[fy, fx][:nby_c, :nbx_c])
             if iy.size == 0:
                 continue
-            coef = np.einsum("ij,njk,lk->nil", _DCT, blocks[iy, ix], _DCT) / q
+            coef = _block_dct(comp).transpose(0, 2, 1, 3)[iy, ix]
+            coef /= q
             old = plane[by0 + iy, bx0 + ix].astype(np.int32)
-            new = old + np.rint(coef).astype(np.int32)
+            new = np.rint(coef).astype(np.int32)
+            new += old
             # keep the stream valid for 8-bit baseline entropy coding (DC within the level-shifted range, AC 10 bits)
-            new[:, 1:, :] = np.clip(new[:, 1:, :], -1023, 1023)
-            new[:, 0, 1:] = np.clip(new[:, 0, 1:], -1023, 1023)
-            new[:, 0, 0] = np.clip(new[:, 0, 0], math.ceil(-1024 / q[0, 0]), math.floor(1016 / q[0, 0]))
+            dc = new[:, 0, 0].copy()
+            np.clip(new, -1023, 1023, out=new)
+            new[:, 0, 0] = np.clip(dc, math.ceil(-1024 / q[0, 0]), math.floor(1016 / q[0, 0]))
             plane[by0 + iy, bx0 + ix] = new
             n_re += iy.size
-            n_changed += int(np.any(new != old, axis=(1, 2)).sum())
+            n_changed += int(np.count_nonzero((new != old).reshape(-1, 64).any(axis=1)))
     for n, plane in zip(names, planes, strict=True):
         setattr(jpg, n, plane)
     return n_re, n_changed
@@ -545,11 +619,15 @@ def _mcu_region(jpg: Any, rect: tuple[int, int, int, int], orientation: int,
 def _changed(prot: np.ndarray, orig: np.ndarray) -> np.ndarray:
     """``(h, w)`` bool: pixels where ``prot`` (float) differs from ``orig`` (float: exactly; uint8: its decode)."""
     if orig.dtype != np.uint8:
-        return np.any(prot != orig, axis=2)
-    changed = np.zeros(prot.shape[:2], dtype=bool)
+        return _any3(prot != orig)
+    changed = np.empty(prot.shape[:2], dtype=bool)
+    buf = np.empty((min(_STRIP_ROWS, prot.shape[0]), *prot.shape[1:]), dtype=np.float64)
     for y in range(0, prot.shape[0], _STRIP_ROWS):  # strip-wise: no float copy of the whole region
-        diff = _rgb255(prot[y:y + _STRIP_ROWS]) - orig[y:y + _STRIP_ROWS]
-        changed[y:y + _STRIP_ROWS] = np.any(np.abs(diff) > 1e-3, axis=2)  # float32 x/255 -> x: ~1e-5 off
+        diff = buf[:min(_STRIP_ROWS, prot.shape[0] - y)]
+        _rgb255_into(prot[y:y + _STRIP_ROWS], diff)
+        diff -= orig[y:y + _STRIP_ROWS]
+        np.abs(diff, out=diff)
+        changed[y:y + _STRIP_ROWS] = _any3(diff > 1e-3)  # float32 x/255 -> x: ~1e-5 off
     return changed
 
 
@@ -695,7 +773,7 @@ def _crop_hwc(image: torch.Tensor | np.ndarray, rect: tuple[int, int, int, int],
     """
     y0, x0, y1, x1 = rect
     if isinstance(image, np.ndarray) and image.dtype == np.uint8:
-        return image[y0:y1, x0:x1].astype(np.float32) / np.float32(255.0)
+        return np.true_divide(image[y0:y1, x0:x1], np.float32(255.0), dtype=np.float32)  # u8 -> f32, / 255
     if isinstance(image, torch.Tensor):
         crop = image.detach()[:, y0:y1, x0:x1].to("cpu", torch.float32).numpy()
     else:
@@ -724,7 +802,8 @@ class _PatchedRegion:
         y0, x0 = self.up[0] + rect[0], self.up[1] + rect[1]
         y1, x1 = self.up[0] + rect[2], self.up[1] + rect[3]
         orig = _crop_hwc(self.clean, (y0, x0, y1, x1), "clean")
-        prot = orig.copy()
+        u8 = isinstance(self.clean, np.ndarray) and self.clean.dtype == np.uint8
+        prot = orig if self.compare == "decode" and u8 else orig.copy()  # orig is then the uint8 pixels
         for win in self.windows:
             bx0, by0, bx1, by1 = (int(v) for v in win.box)
             ax0, ay0, ax1, ay1 = max(bx0, x0), max(by0, y0), min(bx1, x1), min(by1, y1)
@@ -734,7 +813,7 @@ class _PatchedRegion:
                     px, dtype=np.float32)
                 prot[ay0 - y0:ay1 - y0, ax0 - x0:ax1 - x0] = px.transpose(1, 2, 0)
         if self.compare == "decode":  # float32 u/255 * 255 is within an ulp of u: the source's 8-bit decode
-            if isinstance(self.clean, np.ndarray) and self.clean.dtype == np.uint8:
+            if u8:
                 orig = self.clean[y0:y1, x0:x1]
             else:
                 orig = np.rint(np.clip(orig, 0.0, 1.0) * np.float32(255.0)).astype(np.uint8)
