@@ -74,6 +74,9 @@ def _packaged_with_meta(tmp_path, monkeypatch, **meta_update):
         ({"auto": {"refine": 10, "psnr_floor": 36.5, "evidence": "MODEL_CARD.md"}},
          {"method": "nullswap", "refine": 10, "psnr_floor": 36.5}),
         ({"auto": {"refine": True, "psnr_floor": "x"}}, {"method": "nullswap"}),  # malformed values ignored
+        ({"auto": {"refine": 10, "psnr_floor": 36.5, "refine_blur": 1.0}},
+         {"method": "nullswap", "refine": 10, "psnr_floor": 36.5, "refine_blur": 1.0}),
+        ({"auto": {"refine_blur": 1.0}}, {"method": "nullswap"}),  # a blur without refine steps means nothing
     ],
 )
 def test_auto_recipe_follows_the_packaged_config(tmp_path, monkeypatch, meta, expected):
@@ -96,3 +99,8 @@ def test_auto_uses_the_packaged_refine_and_floor(tmp_path, monkeypatch):
     assert pp.protector.refine == 3
     pp = PhotoProtector("nullswap", verify=False)  # an explicit method: the one pass at the trained floor
     assert pp.protector.refine == 0 and pp.protector.psnr_floor == 38.5 and "psnr_floor" not in pp.settings
+    assert pp.protector.refine_blur == 0.0 and "refine_blur" not in pp.settings
+    _packaged_with_meta(tmp_path, monkeypatch, auto={"refine": 10, "psnr_floor": 36.5, "refine_blur": 1.0})
+    pp = PhotoProtector("auto", verify=False)
+    assert pp.protector.refine_blur == 1.0 and pp.settings["refine_blur"] == 1.0
+    assert pp.protector_at("high").refine_blur == 1.0  # the redo at high keeps the recipe

@@ -221,8 +221,9 @@ def auto_recipe() -> dict[str, Any]:
     The packaged model's ``config.json`` says when it may replace PGD (MODEL_CARD.md has the measurements):
 
     * ``meta.default_ok: true``: the one pass alone protects -> ``{"method": "nullswap"}``;
-    * ``meta.auto: {"refine": K, "psnr_floor": dB, ...}``: the model *with* ``K`` refinement steps under a PSNR floor
-      of ``dB`` protects -> ``{"method": "nullswap", "refine": K, "psnr_floor": dB}`` (other keys, such as the
+    * ``meta.auto: {"refine": K, "psnr_floor": dB, "refine_blur": sigma, ...}``: the model *with* ``K`` refinement
+      steps under a PSNR floor of ``dB`` (and, if given, the blurred copy in their objective) protects ->
+      ``{"method": "nullswap", "refine": K, "psnr_floor": dB, "refine_blur": sigma}`` (other keys, such as the
       evidence, are documentation);
     * neither, no packaged model or an unreadable config -> ``{"method": "pgd"}``.
 
@@ -243,6 +244,9 @@ def auto_recipe() -> dict[str, Any]:
             out["refine"] = auto["refine"]
         if isinstance(auto.get("psnr_floor"), (int, float)) and not isinstance(auto["psnr_floor"], bool):
             out["psnr_floor"] = float(auto["psnr_floor"])
+        blur = auto.get("refine_blur")
+        if "refine" in out and isinstance(blur, (int, float)) and not isinstance(blur, bool) and blur > 0:
+            out["refine_blur"] = float(blur)
         return out
     return {"method": "nullswap" if isinstance(meta, dict) and meta.get("default_ok") is True else "pgd"}
 
@@ -357,12 +361,14 @@ class PhotoProtector:
             raise InputError(f"strength: expected one of {STRENGTHS}, got {strength!r}")
         self.device = resolve_device(device)
         psnr_floor: float | None = None
+        refine_blur = 0.0
         if method == "auto" and checkpoint is None:
             recipe = auto_recipe()
             self.method = str(recipe["method"])
             if not refine:  # the packaged model's measured auto settings (an explicit --refine K wins)
                 refine = int(recipe.get("refine", 0))
             psnr_floor = recipe.get("psnr_floor")
+            refine_blur = float(recipe.get("refine_blur", 0.0)) if refine else 0.0
         elif method == "auto":
             self.method = checkpoint_method(checkpoint)
         else:
@@ -391,6 +397,8 @@ class PhotoProtector:
             self._kwargs["recognizers"] = list(recognizers)
         if refine:
             self._kwargs["refine"] = refine
+        if refine_blur:
+            self._kwargs["refine_blur"] = refine_blur
         if psnr_floor is not None:
             self._kwargs["psnr_floor"] = psnr_floor
         self.protector = create_protector(self.method, strength=strength, **self._kwargs)
@@ -414,6 +422,8 @@ class PhotoProtector:
                          "until_protected": self.until_protected}
         if refine:  # only when used, so manifests written without it still match
             self.settings["refine"] = refine
+        if refine_blur:
+            self.settings["refine_blur"] = refine_blur
         if psnr_floor is not None:
             self.settings["psnr_floor"] = psnr_floor
         #: seconds per stage (:data:`STAGES`) of the last photo

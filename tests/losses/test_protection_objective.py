@@ -167,3 +167,20 @@ def test_refine_steps_lower_the_cosine_within_the_budget():
     assert cos(raw) < cos(one) and float((raw - x).abs().max()) <= 6.0 / 255 + 1e-6
     with pytest.raises(InputError, match="refine_recognizers"):
         NullSwapProtector(gen, cfg, refine=2)
+    # the blurred copy in the objective (LowKey): same budget, a different (still lower) cosine; it lowers the
+    # cosine of the blurred protected crop more than the plain objective does
+    import kornia
+
+    blurred = NullSwapProtector(gen, cfg, psnr_floor=30.0, refine=5, refine_recognizers=ens, refine_blur=1.0)
+    bl = blurred.protect(x, generator=torch.Generator().manual_seed(0))
+    assert not torch.equal(bl, ref) and cos(bl) < cos(one)
+    assert float((bl - x).flatten(1).norm(dim=1).max()) <= radius * (1 + 1e-4)
+    assert float((bl - x).abs().max()) <= 6.0 / 255 + 1e-6
+
+    def cos_blur(y):
+        return cos(kornia.filters.gaussian_blur2d(y, (5, 5), (1.0, 1.0)))
+
+    assert cos_blur(bl) < cos_blur(ref)
+    for bad in (-1.0, float("nan"), float("inf"), True, "1"):
+        with pytest.raises(InputError, match="refine_blur"):
+            NullSwapProtector(gen, cfg, refine=2, refine_recognizers=ens, refine_blur=bad)

@@ -185,3 +185,7 @@ def test_evaluate_specs_set_guard_and_refine(tmp_path):
         assert label is None or name == label
     name, prot = _build(ck + "+refine3+guard36.5", "mid", "cpu", None, None)
     assert name.endswith("+refine3+guard36.5") and prot.refine == 3 and prot.psnr_floor == 36.5
+    assert prot.refine_blur == 0.0
+    name, prot = _build(ck + "+refine3+blur1+guard36.5", "mid", "cpu", None, None)
+    assert name.endswith("+refine3+blur1+guard36.5") and prot.refine == 3 and prot.refine_blur == 1.0
+    assert prot.psnr_floor == 36.5

@@ -29,6 +29,7 @@ def _checkpoint_kind(path: Path) -> str:
 
 
 _GUARD_SUFFIX = re.compile(r"\+guard(\d+(?:\.\d+)?)?$")
+_BLUR_SUFFIX = re.compile(r"\+blur(\d+(?:\.\d+)?)$")
 
 
 def _build(spec: str, strength: str, device: str, attack_recognizers: list[str] | None, template: str | None):
@@ -41,15 +42,21 @@ def _build(spec: str, strength: str, device: str, attack_recognizers: list[str] 
     if m:
         guard = float(m.group(1)) if m.group(1) else "auto"
         spec = spec[: m.start()]
+    b = _BLUR_SUFFIX.search(spec)  # "CHECKPOINT+refine5+blur1": the refine steps' objective adds a blurred copy
+    blur = float(b.group(1)) if b else 0.0
+    if b:
+        spec = spec[: b.start()]
     spec, _, refine = spec.partition("+refine")  # "CHECKPOINT+refine5": one pass plus 5 attack steps
     path = Path(spec)
     if path.exists():  # a checkpoint folder: the protector named by its config.json "format" (NullSwap by default)
         kind = _checkpoint_kind(path)
         label = path.name if path.name != "export" else path.parent.name
         kw: dict = {"refine": int(refine)} if refine else {}
+        if blur:
+            kw["refine_blur"] = blur
         if kind == "nullswap":  # raw generator numbers unless the guard is asked for (reported separately)
             kw["psnr_floor"] = guard
-        name = (f"{kind}[{label}]" + (f"+refine{int(refine)}" if refine else "")
+        name = (f"{kind}[{label}]" + (f"+refine{int(refine)}" if refine else "") + (f"+blur{blur:g}" if blur else "")
                 + ("" if guard is None else "+guard" if guard == "auto" else f"+guard{guard:g}"))
         return name, create_protector(kind, checkpoint=str(path), strength=strength, device=device, **kw)
     kwargs = {"strength": strength, "device": device}
@@ -66,8 +73,9 @@ def evaluate(
     protector: Annotated[str, typer.Option(help="Protector name(s) or checkpoint folder(s), comma-separated; "
                                                 "e.g. clean,pgd,runs/x/export; a NullSwap checkpoint is measured "
                                                 "raw (no inference guard); '+refineK' adds K attack steps "
-                                                "(runs/x/export+refine5), '+guard' applies protect's PSNR-floor "
-                                                "guard, '+guard36.5' the guard at 36.5 dB.")],
+                                                "(runs/x/export+refine5), '+blurS' adds a sigma-S blurred copy to "
+                                                "their objective (+refine10+blur1), '+guard' applies protect's "
+                                                "PSNR-floor guard, '+guard36.5' the guard at 36.5 dB.")],
     data: Annotated[Path, typer.Option(help="Dataset root (identity folders: LFW, CelebA crops).")],
     recognizers: Annotated[str, typer.Option(help="Comma-separated recognizers to measure.")] =
     "dlib-resnet29,mobilefacenet-casia,faceapi-resnet29,faceplugin-512,human-mobilefacenet,human-mobileface,"
