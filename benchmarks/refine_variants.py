@@ -1,0 +1,130 @@
+"""Refinement-step variants on held-out identities: which change makes the refine steps transfer to unseen recognizers.
+
+Usage: python benchmarks/refine_variants.py [--probes 64] [--split val] [--threads 1] [--checkpoint DIR]
+    [--variants r10f36.5,r10f36.5+alt,...]
+
+Each variant is ``rK[fFLOOR][+flag...]``: the NullSwap one pass (the packaged model unless ``--checkpoint``), then K
+L2 refine steps under a FLOOR dB PSNR floor (the checkpoint's training floor when omitted), on the checkpoint's
+training recognizers, with:
+
+* ``alt``: every second step attacks a Gaussian-blurred copy (what ``refine_blur`` does, LowKey's term alternated);
+* ``bl``: both terms summed in every step (LowKey, Cherepanova et al. 2021, Eq. 1): twice the cost;
+* ``sS``: the blur's sigma (default 1; kernel ``2 ceil(2 sigma) + 1``);
+* ``ti``: translation-invariant gradient (Dong et al. 2019): the gradient convolved with a 5x5 Gaussian, sigma 1.5;
+* ``fa``: faceapi-resnet29 added to the attacked ensemble;
+* ``gn``: each recognizer's gradient normalised per image before the sum.
+
+Every variant sees the same crops (``--probes`` spread over the ``--split`` identities of the training split, seed 0)
+and the same generator noise (batch ``i`` seeded ``i``). Printed per variant: PSNR, seconds per crop, the share of
+crops whose cosine to their own clean crop is below each recognizer's LFW best-accuracy threshold (training
+recognizers first, then the unseen human-models ones) and the mean cosines. MODEL_CARD.md has the session-7 table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+
+import kornia
+import torch
+import torch.nn.functional as F
+
+from nullswap.evaluation.harness import load_eval_set
+from nullswap.protectors import create_protector
+from nullswap.recognizers.ensemble import RecognizerEnsemble
+from nullswap.recognizers.thresholds import verification_thresholds
+
+MEASURED = ["arcface-mbf", "mobilefacenet-casia", "dlib-resnet29", "faceplugin-512", "human-mobilefacenet",
+            "human-mobileface", "human-faceres"]
+
+
+def _blur(y: torch.Tensor, sigma: float) -> torch.Tensor:
+    k = 2 * math.ceil(2 * sigma) + 1
+    return kornia.filters.gaussian_blur2d(y, (k, k), (sigma, sigma))
+
+
+def with_variant(prot, flags: set[str]):
+    """Replace ``prot``'s refine steps by the variant's (the L2 steps of NullSwapProtector._refine_steps + flags)."""
+    if "fa" in flags:
+        prot._refine_spec = [*prot._refine_spec, "faceapi-resnet29"]
+    sigma = next((float(f[1:]) for f in flags if f.startswith("s") and f[1:].replace(".", "").isdigit()), 1.0)
+
+    def steps(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        ens = prot._refine_ensemble(x.device)
+        radius = (x[0].numel() * 10.0 ** (-prot.psnr_floor / 10.0)) ** 0.5
+        cap = (prot.config.max_delta or 8.0) / 255.0
+        alpha = 2.5 * radius / prot.refine
+        with torch.no_grad():
+            clean = [e.detach() for e in ens(x)]
+        for step in range(prot.refine):
+            with torch.enable_grad():
+                y = y.detach().requires_grad_(True)
+                if "alt" in flags:
+                    inputs = [_blur(y, sigma)] if step % 2 else [y]
+                else:
+                    inputs = [y] + ([_blur(y, sigma)] if "bl" in flags else [])
+                sims = [torch.stack([F.cosine_similarity(e, c, dim=1) for e, c in zip(ens(i), clean, strict=True)])
+                        for i in inputs]
+                sim = torch.stack(sims).mean(0)  # (recognizers, batch)
+                if "gn" in flags:
+                    g = torch.zeros_like(y)
+                    for r in range(sim.shape[0]):
+                        (gr,) = torch.autograd.grad(sim[r].sum(), y, retain_graph=r < sim.shape[0] - 1)
+                        g = g + gr / gr.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
+                else:
+                    (g,) = torch.autograd.grad(sim.mean(0).sum(), y)
+            with torch.no_grad():
+                if "ti" in flags:
+                    g = kornia.filters.gaussian_blur2d(g, (5, 5), (1.5, 1.5))
+                g = g / g.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
+                d = y - alpha * g - x
+                d = d * (radius / d.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)).clamp(max=1.0)
+                y = torch.min(torch.max(x + d, x - cap), x + cap).clamp(0, 1)
+                y = prot._guard(x, y)
+        return y.detach()
+
+    prot._refine_steps = steps
+    return prot
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--probes", type=int, default=64)
+    ap.add_argument("--split", default="val")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--checkpoint", default=None, help="NullSwap checkpoint folder (default: the packaged model)")
+    ap.add_argument("--variants", default="r10f36.5,r10f36.5+alt")
+    args = ap.parse_args()
+    torch.manual_seed(0)
+    torch.set_num_threads(args.threads)
+    es = load_eval_set("../shared/data/celeba", split=args.split, template="protector-128", max_probes=args.probes)
+    x = torch.stack([es.faces[i][0] if isinstance(es.faces[i], tuple) else es.faces[i] for i in es.probes]).float()
+    if x.max() > 1.5:
+        x = x / 255
+    thr = verification_thresholds("best")
+    ev = RecognizerEnsemble(MEASURED, source_template="protector-128").eval()
+    with torch.no_grad():
+        clean = ev(x)
+    print(f"{len(x)} {args.split} probes; thresholds " + " ".join(f"{n} {thr[n]:.3f}" for n in MEASURED), flush=True)
+    for v in args.variants.split(","):
+        base, *flags = v.split("+")
+        k, _, floor = base.partition("f")
+        prot = create_protector("nullswap", checkpoint=args.checkpoint,
+                                psnr_floor=float(floor) if floor else "auto", refine=int(k[1:]))
+        if prot.refine:
+            with_variant(prot, set(flags))
+        t = time.time()
+        y = torch.cat([prot.protect(x[i:i + 16], generator=torch.Generator().manual_seed(i))
+                       for i in range(0, len(x), 16)])
+        dt = (time.time() - t) / len(x)
+        psnr = float((-10 * torch.log10((y - x).pow(2).mean((1, 2, 3)))).mean())
+        with torch.no_grad():
+            cos = [F.cosine_similarity(e, c, dim=1) for e, c in zip(ev(y), clean, strict=True)]
+        below = [float((c < thr[n]).float().mean()) * 100 for n, c in zip(MEASURED, cos, strict=True)]
+        print(f"{v:22s} {psnr:.2f} dB {dt:.2f}s/crop below% " + " ".join(f"{b:3.0f}" for b in below)
+              + " | cos " + " ".join(f"{float(c.mean()):.3f}" for c in cos), flush=True)
+
+
+if __name__ == "__main__":
+    main()
