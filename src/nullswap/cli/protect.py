@@ -50,8 +50,9 @@ def protect(
     method: Annotated[str, typer.Option(metavar="NAME", help="auto | nullswap | pgd | fgsm (and idguard | ars | "
                                         "retentive with --checkpoint). auto: the checkpoint's own method with "
                                         "--checkpoint, else nullswap when the packaged model is installed and its "
-                                        "model card marks it as protecting (today: with 10 refine steps under a "
-                                        "36.5 dB floor, as measured), else pgd.")] = "auto",
+                                        "model card marks it as protecting (today: with 10 refine steps, every "
+                                        "second on a blurred copy, under a 36.5 dB floor, as measured), else "
+                                        "pgd.")] = "auto",
     checkpoint: Annotated[Path | None, typer.Option(metavar="DIR", help="Trained protector checkpoint folder (a "
                                                     "training run's export/); without --method its own method is "
                                                     "used.")] = None,
@@ -88,7 +89,8 @@ def protect(
     threads: Annotated[int | None, typer.Option(metavar="N", help="CPU threads for the models (default: the "
                                                 "number of physical cores).", show_default=False)] = None,
     refine: Annotated[int, typer.Option(metavar="K", help="Method nullswap only: K attack steps on the model's "
-                                        "training recognizers after the one pass (stronger, slower).")] = 0,
+                                        "training recognizers after the one pass (stronger, slower); with auto "
+                                        "it replaces the packaged recipe's step count.")] = 0,
     max_pixels: Annotated[int | None, typer.Option("--max-pixels", metavar="N", help="Accept photos of up to N "
                                                    "pixels (width x height; default: Pillow's decompression-bomb "
                                                    "limit, 89478485). Memory grows with the photo: about 16 bytes "
