@@ -7,7 +7,8 @@ Each variant is ``rK[fFLOOR][+flag...]``: the NullSwap one pass (the packaged mo
 L2 refine steps under a FLOOR dB PSNR floor (the checkpoint's training floor when omitted), on the checkpoint's
 training recognizers, with:
 
-* ``alt``: every second step attacks a Gaussian-blurred copy (what ``refine_blur`` does, LowKey's term alternated);
+* ``alt``: every second step attacks a Gaussian-blurred copy: run with the protector's own ``refine_blur`` steps
+  (as are variants without flags), the others with this script's copy of those steps plus the flag;
 * ``bl``: both terms summed in every step (LowKey, Cherepanova et al. 2021, Eq. 1): twice the cost;
 * ``sS``: the blur's sigma (default 1; kernel ``2 ceil(2 sigma) + 1``);
 * ``ti``: translation-invariant gradient (Dong et al. 2019): the gradient convolved with a 5x5 Gaussian, sigma 1.5;
@@ -23,7 +24,6 @@ recognizers first, then the unseen human-models ones) and the mean cosines. MODE
 from __future__ import annotations
 
 import argparse
-import math
 import time
 
 import kornia
@@ -32,6 +32,7 @@ import torch.nn.functional as F
 
 from nullswap.evaluation.harness import load_eval_set
 from nullswap.protectors import create_protector
+from nullswap.protectors.nullswap.protector import blurred_copy
 from nullswap.recognizers.ensemble import RecognizerEnsemble
 from nullswap.recognizers.thresholds import verification_thresholds
 
@@ -39,16 +40,16 @@ MEASURED = ["arcface-mbf", "mobilefacenet-casia", "dlib-resnet29", "faceplugin-5
             "human-mobileface", "human-faceres"]
 
 
-def _blur(y: torch.Tensor, sigma: float) -> torch.Tensor:
-    k = 2 * math.ceil(2 * sigma) + 1
-    return kornia.filters.gaussian_blur2d(y, (k, k), (sigma, sigma))
+def _sigma(flags: set[str]) -> float:
+    """The ``sS`` flag's sigma (default 1)."""
+    return next((float(f[1:]) for f in flags if f.startswith("s") and f[1:].replace(".", "").isdigit()), 1.0)
 
 
 def with_variant(prot, flags: set[str]):
     """Replace ``prot``'s refine steps by the variant's (the L2 steps of NullSwapProtector._refine_steps + flags)."""
     if "fa" in flags:
         prot._refine_spec = [*prot._refine_spec, "faceapi-resnet29"]
-    sigma = next((float(f[1:]) for f in flags if f.startswith("s") and f[1:].replace(".", "").isdigit()), 1.0)
+    sigma = _sigma(flags)
 
     def steps(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         ens = prot._refine_ensemble(x.device)
@@ -61,9 +62,9 @@ def with_variant(prot, flags: set[str]):
             with torch.enable_grad():
                 y = y.detach().requires_grad_(True)
                 if "alt" in flags:
-                    inputs = [_blur(y, sigma)] if step % 2 else [y]
+                    inputs = [blurred_copy(y, sigma)] if step % 2 else [y]
                 else:
-                    inputs = [y] + ([_blur(y, sigma)] if "bl" in flags else [])
+                    inputs = [y] + ([blurred_copy(y, sigma)] if "bl" in flags else [])
                 sims = [torch.stack([F.cosine_similarity(e, c, dim=1) for e, c in zip(ens(i), clean, strict=True)])
                         for i in inputs]
                 sim = torch.stack(sims).mean(0)  # (recognizers, batch)
@@ -110,9 +111,11 @@ def main() -> None:
     for v in args.variants.split(","):
         base, *flags = v.split("+")
         k, _, floor = base.partition("f")
-        prot = create_protector("nullswap", checkpoint=args.checkpoint,
-                                psnr_floor=float(floor) if floor else "auto", refine=int(k[1:]))
-        if prot.refine:
+        sigma = _sigma(set(flags))
+        shipped = set(flags) <= {"alt", f"s{sigma:g}", f"s{sigma}"}  # plain or refine_blur: the protector's own steps
+        prot = create_protector("nullswap", checkpoint=args.checkpoint, psnr_floor=float(floor) if floor else "auto",
+                                refine=int(k[1:]), refine_blur=sigma if shipped and "alt" in flags else 0.0)
+        if prot.refine and not shipped:
             with_variant(prot, set(flags))
         t = time.time()
         y = torch.cat([prot.protect(x[i:i + 16], generator=torch.Generator().manual_seed(i))

@@ -240,13 +240,17 @@ def auto_recipe() -> dict[str, Any]:
     auto = meta.get("auto") if isinstance(meta, dict) else None
     if isinstance(auto, dict):
         out: dict[str, Any] = {"method": "nullswap"}
-        if isinstance(auto.get("refine"), int) and not isinstance(auto["refine"], bool) and auto["refine"] > 0:
-            out["refine"] = auto["refine"]
-        if isinstance(auto.get("psnr_floor"), (int, float)) and not isinstance(auto["psnr_floor"], bool):
-            out["psnr_floor"] = float(auto["psnr_floor"])
-        blur = auto.get("refine_blur")
-        if "refine" in out and isinstance(blur, (int, float)) and not isinstance(blur, bool) and blur > 0:
-            out["refine_blur"] = float(blur)
+        def number(key: str) -> float | None:  # malformed values (bools, strings) are ignored
+            v = auto.get(key)
+            return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+
+        refine, floor, blur = number("refine"), number("psnr_floor"), number("refine_blur")
+        if isinstance(auto.get("refine"), int) and refine is not None and refine > 0:
+            out["refine"] = int(refine)
+        if floor is not None:
+            out["psnr_floor"] = floor
+        if "refine" in out and blur is not None and blur > 0:
+            out["refine_blur"] = blur
         return out
     return {"method": "nullswap" if isinstance(meta, dict) and meta.get("default_ok") is True else "pgd"}
 

@@ -18,7 +18,15 @@ from nullswap.protectors.base import Protector, register_protector, strength_sca
 from nullswap.protectors.nullswap.checkpoint import DEFAULT_WEIGHTS_DIR, MODEL_FILENAME, load_nullswap
 from nullswap.protectors.nullswap.config import NullSwapConfig
 
-__all__ = ["NullSwapProtector"]
+__all__ = ["NullSwapProtector", "blurred_copy"]
+
+
+def blurred_copy(y: torch.Tensor, sigma: float) -> torch.Tensor:
+    """``y`` convolved with a Gaussian of ``sigma`` pixels, kernel ``2 ceil(2 sigma) + 1`` wide (``refine_blur``)."""
+    import kornia  # lazily: only the blurred refinement objective needs it
+
+    k = 2 * math.ceil(2 * sigma) + 1
+    return kornia.filters.gaussian_blur2d(y, (k, k), (sigma, sigma))
 
 
 class NullSwapProtector(Protector):
@@ -73,8 +81,8 @@ class NullSwapProtector(Protector):
             raise InputError(f"refine: expected an int >= 0 (attack steps), got {refine!r}")
         if refine and not refine_recognizers:
             raise InputError("refine: expected refine_recognizers (the ensemble to attack) with refine > 0, got none")
-        if isinstance(refine_blur, bool) or not isinstance(refine_blur, int | float) or not refine_blur >= 0 \
-                or refine_blur == float("inf"):
+        if isinstance(refine_blur, bool) or not isinstance(refine_blur, int | float) or not math.isfinite(refine_blur) \
+                or refine_blur < 0:
             raise InputError(f"refine_blur: expected a blur sigma >= 0 (0 = off), got {refine_blur!r}")
         self.refine = refine
         self.refine_blur = float(refine_blur)
@@ -156,12 +164,8 @@ class NullSwapProtector(Protector):
         with torch.enable_grad():
             for step in range(self.refine):
                 y = y.detach().requires_grad_(True)
-                seen = y
-                if self.refine_blur > 0 and step % 2 == 1:  # every second step attacks the blurred copy
-                    import kornia  # lazily: only the blurred objective needs it
-
-                    k = 2 * math.ceil(2 * self.refine_blur) + 1
-                    seen = kornia.filters.gaussian_blur2d(y, (k, k), (self.refine_blur, self.refine_blur))
+                # every second step attacks the blurred copy
+                seen = blurred_copy(y, self.refine_blur) if self.refine_blur > 0 and step % 2 == 1 else y
                 sim = torch.stack([F.cosine_similarity(e, c, dim=1) for e, c in zip(ens(seen), clean, strict=True)])
                 (g,) = torch.autograd.grad(sim.mean(0).sum(), y)
                 with torch.no_grad():
