@@ -15,7 +15,10 @@ batched), written (the output encoded once for the verdict and decoded: :mod:`nu
 for a JPEG the bytes encoded for the verdict, written as they are). nullswap runs ``--repeat`` times (mean), PGD and
 refine once. ``--verify-before`` adds a row per photo with the verification as it was before the batched, on-disk
 verdict (each verifier aligning the whole in-memory photo and embedding clean and protected crops in two forwards, no
-cache; the JPEG encoded by the save), on the same models in the same run.
+cache; the JPEG encoded by the save), on the same models in the same run. ``--compare-backend`` adds a row per photo
+with the verifiers on the other backend (onnxruntime vs PyTorch, :func:`nullswap.verdict.verifier_backend`; the
+default is ``NULLSWAP_VERIFY_BACKEND`` or ``auto``), interleaved run by run with the default rows; the verdicts of
+both are compared (largest cosine difference printed).
 Folders: ``--n`` copies of the shared JPEGs at their own size, and ``--n12`` copies of the 12-MP photo, through
 ``nullswap.batch.run_batch`` with prefetch and the writer thread (what ``nullswap protect DIR`` runs) and, for
 comparison, one photo at a time; photos/s and the process's peak RSS after each (``resource.getrusage``; the
@@ -25,11 +28,14 @@ folders run first, so the peak is theirs plus the loaded models).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import platform
 import resource
 import shutil
+import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -37,7 +43,7 @@ from PIL import Image
 
 from nullswap.batch import plan_outputs, run_batch
 from nullswap.protection import STAGES, PhotoProtector, physical_cores
-from nullswap.verdict import FaceVerdict, VerifierScore, face_outcome
+from nullswap.verdict import FaceVerdict, Verifier, VerifierScore, face_outcome
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "photos"
 SPLIT = (*STAGES, "encode")
@@ -67,10 +73,15 @@ def make_photos(photo: Path, group: Path, folder: Path) -> dict[str, Path]:
     return {"1 MP": one, "12 MP": twelve, "group": grp}
 
 
+#: The verifiers' cosines of the last :func:`time_photo` run per row label and photo: ``{(label, photo): [...]}``.
+COSINES: dict[tuple[str, str], list[float]] = {}
+
+
 def time_photo(pp: PhotoProtector, path: Path, out: Path, repeat: int) -> tuple[dict[str, float], int, str]:
     """Mean seconds per stage and in total over ``repeat`` runs of protect_file + save; faces; status."""
     acc: dict[str, float] = {}
     faces, status = 0, ""
+    res = None
     for _ in range(repeat):
         t0, c0 = time.perf_counter(), time.process_time()
         res = pp.protect_file(path)
@@ -82,6 +93,7 @@ def time_photo(pp: PhotoProtector, path: Path, out: Path, repeat: int) -> tuple[
         for k, v in {**pp.timings, "encode": t2 - t1, "total": t2 - t0, "cpu": cpu}.items():
             acc[k] = acc.get(k, 0.0) + v / repeat
         faces, status = len(res.faces), res.status
+    COSINES[("last", str(path))] = [s.cosine for f in res.faces if f.verdict for s in f.verdict.scores]
     return acc, faces, status
 
 
@@ -107,6 +119,21 @@ def legacy_verify(pp: PhotoProtector):
         return out
 
     return _verify
+
+
+@contextlib.contextmanager
+def _patched(obj: object, attr: str, value: object) -> Iterator[None]:
+    """Set ``obj.attr`` to ``value`` for the block (an instance attribute; the old one, or none, comes back)."""
+    had = attr in vars(obj)
+    old = vars(obj).get(attr)
+    setattr(obj, attr, value)
+    try:
+        yield
+    finally:
+        if had:
+            setattr(obj, attr, old)
+        else:
+            delattr(obj, attr)
 
 
 def folder_rate(pp: PhotoProtector, sources: list[Path], out: Path, pipelined: bool) -> float:
@@ -141,6 +168,11 @@ def main() -> None:
     ap.add_argument("--n12", type=int, default=10, help="photos in the folder of 12-MP copies (0: skip)")
     ap.add_argument("--no-pgd", action="store_true", help="skip PGD (no ratio)")
     ap.add_argument(
+        "--compare-backend",
+        action="store_true",
+        help="add rows with the verifiers on the other backend (onnxruntime / PyTorch), interleaved",
+    )
+    ap.add_argument(
         "--verify-before",
         action="store_true",
         help="add rows with the verification as it was before the batched, on-disk verdict",
@@ -157,7 +189,11 @@ def main() -> None:
         )
         t = time.perf_counter()
         pp = PhotoProtector("nullswap", checkpoint=args.checkpoint, seed=0, device="cpu", detector=args.detector)
-        print(f"nullswap models loaded in {time.perf_counter() - t:.2f} s; peak RSS {peak_rss_mb():.0f} MiB")
+        print(
+            f"nullswap models loaded in {time.perf_counter() - t:.2f} s; peak RSS {peak_rss_mb():.0f} MiB; verifiers "
+            f"{pp.verifier.names if pp.verifier else None} on {pp.verifier.backend if pp.verifier else '-'}; "
+            f"torchvision imported: {'torchvision' in sys.modules}, onnx2torch: {'onnx2torch' in sys.modules}"
+        )
         pp.protect_file(photos["1 MP"])  # warm-up
 
         # ------------------------------------------------------------------ folders (first: their peak RSS)
@@ -182,22 +218,29 @@ def main() -> None:
 
         # ------------------------------------------------------------------ per photo
         rows: dict[str, dict[str, tuple[dict[str, float], int, str]]] = {}
-        if args.verify_before:  # interleaved run by run, so a change of the machine's load hits both alike
-            rows["nullswap"], rows["nullswap, verify before"] = {}, {}
+        variants: dict[str, Callable[[], contextlib.AbstractContextManager[None]]] = {
+            "nullswap": contextlib.nullcontext
+        }
+        if args.verify_before:
             legacy = legacy_verify(pp)
+            variants["nullswap, verify before"] = lambda: _patched(pp, "_verify", legacy)
+        if args.compare_backend and pp.verifier is not None:
+            other = "torch" if pp.verifier.backend == "ort" else "ort"
+            t = time.perf_counter()
+            ov = Verifier(pp.verifier.names, pp.seen, "cpu", backend=other)
+            print(f"verifiers on {other} loaded in {time.perf_counter() - t:.2f} s")
+            variants[f"nullswap, verify on {other}"] = lambda: _patched(pp, "verifier", ov)
+        if len(variants) > 1:  # interleaved run by run, so a change of the machine's load hits all alike
             for k, p in photos.items():
-                runs: dict[str, list[tuple[dict[str, float], int, str]]] = {
-                    "nullswap": [],
-                    "nullswap, verify before": [],
-                }
+                runs: dict[str, list[tuple[dict[str, float], int, str]]] = {label: [] for label in variants}
                 for _ in range(args.repeat):
-                    runs["nullswap"].append(time_photo(pp, p, tmp / f"out-{p.name}", 1))
-                    pp._verify = legacy
-                    runs["nullswap, verify before"].append(time_photo(pp, p, tmp / f"out-{p.name}", 1))
-                    del pp._verify
+                    for label, patch in variants.items():
+                        with patch():
+                            runs[label].append(time_photo(pp, p, tmp / f"out-{p.name}", 1))
+                        COSINES[(label, k)] = COSINES[("last", str(p))]
                 for label, got in runs.items():
                     mean = {s: sum(g[0].get(s, 0.0) for g in got) / len(got) for s in got[0][0]}
-                    rows[label][k] = (mean, got[-1][1], got[-1][2])
+                    rows.setdefault(label, {})[k] = (mean, got[-1][1], got[-1][2])
         else:
             rows["nullswap"] = {k: time_photo(pp, p, tmp / f"out-{p.name}", args.repeat) for k, p in photos.items()}
         if args.refine:
@@ -225,6 +268,23 @@ def main() -> None:
                     f"  {photo}: {a * 1e3:.0f} ms -> {b * 1e3:.0f} ms ({a / b:.2f}x faster); whole photo "
                     f"{before['total']:.3f} s -> {now['total']:.3f} s ({before['total'] / now['total']:.2f}x), "
                     f"process CPU {before['cpu']:.3f} s -> {now['cpu']:.3f} s ({before['cpu'] / now['cpu']:.2f}x)"
+                )
+        for label in variants:
+            if "verify on" not in label:
+                continue
+            print()
+            base = pp.verifier.backend
+            t_label, o_label = (label, "nullswap") if base == "ort" else ("nullswap", label)
+            print(f"verify on torch -> on onnxruntime (rows {t_label!r} -> {o_label!r}), mean of {args.repeat}:")
+            for photo in photos:
+                b, a = rows[t_label][photo][0], rows[o_label][photo][0]
+                pairs = zip(COSINES[("nullswap", photo)], COSINES[(label, photo)], strict=True)
+                diff = max((abs(x - y) for x, y in pairs), default=0.0)
+                print(
+                    f"  {photo}: verify {b['verify'] * 1e3:.0f} ms -> {a['verify'] * 1e3:.0f} ms "
+                    f"({b['verify'] / a['verify']:.2f}x); whole photo {b['total']:.3f} s -> {a['total']:.3f} s "
+                    f"({b['total'] / a['total']:.2f}x), process CPU {b['cpu']:.3f} s -> {a['cpu']:.3f} s "
+                    f"({b['cpu'] / a['cpu']:.2f}x); largest cosine difference {diff:.2g}"
                 )
         print()
         print(

@@ -21,7 +21,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.ops import batched_nms, nms, roi_align
 
 from nullswap.checks import check_image_batch
 from nullswap.errors import DetectionError, InputError
@@ -234,6 +233,8 @@ class MTCNNDetector(FaceDetector):
     @torch.inference_mode()
     def _detect_one(self, img: torch.Tensor) -> Detections:
         # img: (3,H,W) in [0,1]
+        from torchvision.ops import batched_nms, nms  # lazy: only MTCNN needs torchvision (~170 MiB, 1 s to import)
+
         x = (img.to(self.device).float() * 255.0 - 127.5) * 0.0078125
         H, W = x.shape[-2:]
         m = 12.0 / self.min_face_size
@@ -317,6 +318,8 @@ class MTCNNDetector(FaceDetector):
         # The cascade's boxes are 1-based (MATLAB heritage): box (x1, y1, x2, y2) covers 0-based pixels x1-1 .. x2-1,
         # i.e. pixel edges [x1-1, x2]. roi_align with adaptive sampling averages like area resampling; parts outside
         # the image read as 0, as the reference's zero padding does.
+        from torchvision.ops import roi_align
+
         rois = torch.cat([torch.zeros(len(boxes), 1, device=x.device), boxes[:, :2] - 1, boxes[:, 2:]], 1)
         patches = roi_align(x[None], rois, output_size=(size, size), spatial_scale=1.0, sampling_ratio=0, aligned=False)
         outs = net(patches)

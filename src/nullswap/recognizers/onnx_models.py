@@ -40,11 +40,12 @@ from nullswap.recognizers.registry import register_recognizer
 
 log = logging.getLogger(__name__)
 
-__all__ = ["OnnxRecognizer", "arcface_mbf", "convert_onnx", "faceplugin_512", "sface"]
+__all__ = ["ONNX_RECOGNIZERS", "OnnxRecognizer", "arcface_mbf", "convert_onnx", "faceplugin_512", "free_batch_dim",
+           "sface"]
 
 
 # --------------------------------------------------------------------------------------------------- conversion
-def _free_batch_dim(model) -> int:
+def free_batch_dim(model) -> int:
     """Make a fixed-batch-1 ONNX graph batch-agnostic in place; return how many Reshape targets were rewritten."""
     import onnx
     from onnx import numpy_helper
@@ -116,7 +117,7 @@ def convert_onnx(path: str | os.PathLike[str], *, free_batch: bool = True) -> tu
         raise WeightsError(f"cannot read ONNX model {str(p)!r}: {e}") from e
     shape = _input_shape(model)
     if free_batch:
-        n = _free_batch_dim(model)
+        n = free_batch_dim(model)
         log.debug("%s: rewrote %d fixed-batch Reshape target(s)", p.name, n)
     try:
         module = convert(model)
@@ -363,3 +364,12 @@ def arcface_mbf(
         WeightsError: the file is unreadable, not convertible, or has the wrong input/output shape.
     """
     return _build(ARCFACE_MBF_INFO, _ARCFACE_NORM, pretrained, weights_dir, checkpoint)
+
+
+#: ``{name: input normalisation}`` of the recognizers whose network is an ONNX file (``mean``, ``std``, ``bgr`` of
+#: :class:`OnnxRecognizer`): :mod:`nullswap.recognizers.ort_runner` runs these files with onnxruntime itself.
+ONNX_RECOGNIZERS: dict[str, dict[str, Any]] = {
+    FACEPLUGIN_INFO.name: _FACEPLUGIN_NORM,
+    SFACE_INFO.name: _SFACE_NORM,
+    ARCFACE_MBF_INFO.name: _ARCFACE_NORM,
+}
