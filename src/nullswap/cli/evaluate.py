@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 console = Console(stderr=True)
 
@@ -147,7 +148,7 @@ def evaluate(
                                 batch_size=batch_size, seed=seed, device=device, progress=prog,
                                 swapper=swapper, manipulator=manipulator)
     except NullswapError as e:
-        console.print(f"[red]error[/red] {e}")
+        console.print(f"[red]error[/red] {escape(str(e))}")
         raise typer.Exit(2) from None
     rs.meta.update({"command": "nullswap evaluate", "protectors": list(prots), "strength": strength,
                     "seconds": round(time.perf_counter() - t0, 1)})

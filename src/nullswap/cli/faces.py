@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 console = Console(stderr=True)
@@ -35,7 +36,7 @@ def faces(
             d = det.detect(img.tensor)[0]
             crops, _ = align_faces(img.tensor, d.landmarks, template)
         except NullswapError as e:
-            console.print(f"[red]error[/red] {e}")
+            console.print(f"[red]error[/red] {escape(str(e))}")
             failed += 1
             continue
         canvas = Image.fromarray(to_uint8(img.tensor))

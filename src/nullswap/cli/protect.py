@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 if TYPE_CHECKING:
     from nullswap.batch import Outcome
@@ -168,7 +169,7 @@ def protect(
 
 
 def _die(message: str) -> NoReturn:
-    console.print(f"[red]error[/red] {message}", highlight=False, soft_wrap=True)
+    console.print(f"[red]error[/red] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(EXIT_SETUP)
 
 

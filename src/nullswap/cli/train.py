@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 console = Console(stderr=True)
 
@@ -22,7 +23,6 @@ def train(
     """Train a protector (NullSwap, ID-Guard, ARS, retentive) from a config; multi-GPU under torchrun/fabric run."""
     import importlib.util
 
-    from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from nullswap.errors import NullswapError
@@ -53,7 +53,7 @@ def train(
 
             result = Trainer(cfg, progress=on_step).fit(resume=resume, datasets=data)
     except NullswapError as e:
-        console.print(f"[red]error[/red] {e}")
+        console.print(f"[red]error[/red] {escape(str(e))}")
         raise typer.Exit(2) from None
     summary = {"step": result.step, "epoch": result.epoch, "seconds": round(result.seconds, 1),
                "out": str(result.out), "eval": result.eval_history[-1] if result.eval_history else None}

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 console = Console(stderr=True)
 
@@ -24,5 +25,5 @@ def ui(
     try:
         launch(port=port, out_dir=out, device=device)
     except NullswapError as e:
-        console.print(f"[red]error[/red] {e}")
+        console.print(f"[red]error[/red] {escape(str(e))}")
         raise typer.Exit(2) from None

@@ -275,6 +275,53 @@ class AlignedFaces(Dataset):
         log.info("aligned crops: %d of %d images have a face", len(kept), len(records))
         return arr, kept
 
+    @classmethod
+    def from_arrays(
+        cls,
+        crops: np.ndarray,
+        labels: Sequence[int] | np.ndarray,
+        identities: Sequence[str],
+        template: str,
+        records: Sequence[FaceRecord] | None = None,
+    ) -> AlignedFaces:
+        """Aligned crops that are already made (e.g. a crop pack, :mod:`nullswap.datasets.crop_pack`); no detection.
+
+        Args:
+            crops: ``uint8`` ``(N,3,h,w)``, aligned to ``template``.
+            labels: ``N`` indices into ``identities``.
+            identities: the identity names.
+            template: the crops' alignment template; its size must be ``(h, w)``.
+            records: the source images, when known (else :attr:`records` is empty).
+
+        Raises:
+            InputError: wrong dtype or shape, sizes that disagree, or labels outside ``identities``.
+        """
+        crops = np.asarray(crops)
+        if crops.dtype != np.uint8 or crops.ndim != 4 or crops.shape[1] != 3:
+            raise InputError(f"crops: expected uint8 (N,3,h,w), got {crops.dtype} {tuple(crops.shape)}")
+        tpl = get_template(template)
+        if tuple(crops.shape[2:]) != tuple(tpl.size):
+            raise InputError(
+                f"crops: expected {tuple(tpl.size)} pixels for template {tpl.name!r}, got {tuple(crops.shape[2:])}"
+            )
+        lab = torch.as_tensor(np.asarray(labels), dtype=torch.long).reshape(-1)
+        if lab.numel() != crops.shape[0]:
+            raise InputError(f"labels: expected {crops.shape[0]} (one per crop), got {lab.numel()}")
+        if lab.numel() and (int(lab.min()) < 0 or int(lab.max()) >= len(identities)):
+            raise InputError(
+                f"labels: expected indices in [0, {len(identities)}), got [{int(lab.min())}, {int(lab.max())}]"
+            )
+        if records is not None and len(records) != crops.shape[0]:
+            raise InputError(f"records: expected {crops.shape[0]} (one per crop), got {len(records)}")
+        obj = cls.__new__(cls)
+        obj.template = tpl
+        obj._crops = crops
+        obj.records = list(records) if records is not None else []
+        obj.identities = [str(i) for i in identities]
+        obj.labels = lab
+        obj.landmarks = tpl.points_tensor()
+        return obj
+
     def __len__(self) -> int:
         return int(self._crops.shape[0])
 

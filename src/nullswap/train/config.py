@@ -39,6 +39,8 @@ TRAIN_DEFAULTS: dict[str, Any] = {
         "mapping_file": None,
         "celeba_identity_file": None,
         "partition_file": None,
+        # {train: FILE, val: FILE, test: FILE}: crop packs (nullswap.datasets.crop_pack) instead of scanning root
+        "packs": None,
     },
     "recognizers": ["dlib-resnet29", "mobilefacenet-casia"],
     "eval_recognizers": [],
@@ -70,6 +72,8 @@ TRAIN_DEFAULTS: dict[str, Any] = {
         # optional step decay of every optimiser's lr (nullswap.train.trainer.lr_factor); null = constant (the papers)
         "lr_milestones": None,
         "lr_gamma": 0.1,
+        # wall-clock budget in seconds: stop at the first checkpoint after it (null = none)
+        "max_seconds": None,
     },
 }
 

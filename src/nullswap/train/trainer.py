@@ -100,8 +100,23 @@ def build_recipe(cfg: dict[str, Any]):
 
 
 def build_datasets(cfg: dict[str, Any], progress: Callable[[int, int], None] | None = None) -> dict[str, AlignedFaces]:
-    """Train / val / test aligned-crop datasets from ``cfg["data"]`` (identity-disjoint unless an official split)."""
+    """Train / val / test aligned-crop datasets from ``cfg["data"]`` (identity-disjoint unless an official split).
+
+    With ``data.packs`` (``{train: FILE, val: FILE, test: FILE}``, any subset) the splits are read from crop packs
+    (:mod:`nullswap.datasets.crop_pack`) instead of detecting faces under ``data.root``: the same crops in the same
+    order as where the packs were made, on a machine without the source photos.
+    """
     d = cfg["data"]
+    packs = d.get("packs")
+    if packs:
+        if not isinstance(packs, dict) or not set(packs) <= {"train", "val", "test"}:
+            raise InputError(f"data.packs: expected a mapping with keys among train/val/test, got {packs!r}")
+        from nullswap.datasets.crop_pack import load_crop_pack
+
+        packed = {name: load_crop_pack(path) for name, path in packs.items() if path}
+        if "train" not in packed or len(packed["train"]) == 0:
+            raise InputError(f"data.packs: expected a 'train' pack with crops, got {packs!r}")
+        return packed
     records = scan_faces(
         d["root"],
         d.get("layout", "identity-folders"),
@@ -176,8 +191,12 @@ class Trainer:
         self.precision = precision
 
     def fit(self, resume: bool = False, datasets: dict[str, AlignedFaces] | None = None) -> FitResult:
-        """Train until ``train.max_steps`` or ``train.epochs``; resume from ``out/ckpt/last`` when asked."""
+        """Train until ``train.max_steps``, ``train.epochs`` or ``train.max_seconds``.
+
+        Resumes from ``out/ckpt/last`` when asked.
+        """
         fabric, cfg, t = self.fabric, self.cfg, self.cfg["train"]
+        t_fit = time.perf_counter()  # train.max_seconds counts from here: loading data and models included
         fabric.launch()
         if t.get("threads"):
             torch.set_num_threads(int(t["threads"]))
@@ -248,6 +267,14 @@ class Trainer:
         log_every = max(1, int(t.get("log_every", 10)))
         ckpt_every = int(t.get("checkpoint_every") or 0)
         eval_every = int(t.get("eval_every") or 0)
+        # a wall-clock budget (a rented machine's lease): stop at the first checkpoint after it, then evaluate and
+        # export as at max_steps; the run resumes from there like any other
+        max_seconds = None if t.get("max_seconds") is None else float(t["max_seconds"])
+        if max_seconds is not None and (max_seconds < 0 or not ckpt_every):
+            raise InputError(
+                f"train.max_seconds: expected >= 0 with train.checkpoint_every > 0, got {max_seconds} and "
+                f"checkpoint_every={ckpt_every}"
+            )
         lr_factor(step, t.get("lr_milestones"), float(t.get("lr_gamma", 0.1)))  # a bad schedule fails before step 1
         done = step >= max_steps
         while not done:
@@ -295,9 +322,12 @@ class Trainer:
                     self._checkpoint(ckpt_dir, raw_models, optimizers, recipe, step, epoch, batch_in_epoch)
                     for lg in fabric.loggers:  # the logs up to this checkpoint survive a killed run
                         lg.save()
+                    if max_seconds is not None and time.perf_counter() - t_fit > max_seconds:
+                        log.info("train.max_seconds=%s reached at step %d: stopping", max_seconds, step)
+                        done = True
                 if self.progress is not None and fabric.is_global_zero:
                     self.progress(step, max_steps, logs)
-                if step >= max_steps:
+                if done or step >= max_steps:
                     done = True
                     break
             else:
