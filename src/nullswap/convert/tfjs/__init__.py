@@ -16,7 +16,10 @@ Weights: ``float32``, ``int32`` and ``bool`` tensors; quantized ``uint8``/``uint
 and ``float16`` weights are dequantized to ``float32`` (as TF.js does on load).
 
 Modules: :mod:`~nullswap.convert.tfjs.graph` (parsing), :mod:`~nullswap.convert.tfjs.weights` (shards),
-:mod:`~nullswap.convert.tfjs.ops` (the ops and layout rules), :mod:`~nullswap.convert.tfjs.module` (execution).
+:mod:`~nullswap.convert.tfjs.ops` (the ops and layout rules), :mod:`~nullswap.convert.tfjs.module` (execution),
+:mod:`~nullswap.convert.tfjs.fast` (the compiled plan the module runs by default: convolutions with their padding,
+BatchNorm constants and activation folded in, channels-last activations; ``fast=False`` or
+``NULLSWAP_TFJS_FAST=0`` interprets node by node).
 Supported ops: see :data:`SUPPORTED_OPS`. Anything else raises :class:`UnsupportedOpError` naming the op and node.
 """
 

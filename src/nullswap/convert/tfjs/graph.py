@@ -156,19 +156,21 @@ class TFJSGraph:
             counts[n.op] = counts.get(n.op, 0) + 1
         return counts
 
-    def to_module(self, outputs: Sequence[str] | None = None, *, nchw: bool = True) -> TFJSModule:
+    def to_module(self, outputs: Sequence[str] | None = None, *, nchw: bool = True,
+                  fast: bool | None = None) -> TFJSModule:
         """Build the executable module for ``outputs`` (default: :attr:`outputs`).
 
         Args:
             outputs: node names to compute; only the nodes they depend on are kept.
             nchw: 4-D inputs are given, and 4-D outputs returned, as NCHW torch tensors (``False``: NHWC, as in TF).
+            fast: run the compiled fast plan (see :class:`TFJSModule`; ``None``: the default).
 
         Raises:
             UnsupportedOpError: naming every unsupported op the outputs depend on.
         """
         from nullswap.convert.tfjs.module import TFJSModule
 
-        return TFJSModule(self, list(outputs) if outputs else list(self.outputs), nchw=nchw)
+        return TFJSModule(self, list(outputs) if outputs else list(self.outputs), nchw=nchw, fast=fast)
 
 
 def _signature_outputs(model: dict[str, Any]) -> list[str]:

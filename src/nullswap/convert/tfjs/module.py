@@ -10,6 +10,7 @@ inputs.
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Sequence
 
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from nullswap.convert.tfjs.fast import FastPlan, PlanInvalidError
 from nullswap.convert.tfjs.graph import TFJSGraph, TFJSNode, UnsupportedOpError
 from nullswap.convert.tfjs.ops import _FUSED, _OPS, SUPPORTED_OPS, _to_tf, _unsupported_attrs, _unsupported_fused, _Val
 from nullswap.errors import WeightsError
@@ -34,11 +36,16 @@ class TFJSModule(nn.Module):
         graph: the parsed graph.
         outputs: node names to compute.
         nchw: 4-D inputs are NCHW and 4-D outputs are returned NCHW (``False``: NHWC, as in TensorFlow).
+        fast: run the compiled plan of :mod:`~nullswap.convert.tfjs.fast` (same outputs up to float rounding,
+            fewer passes); ``False`` interprets node by node. ``None``: on unless the environment variable
+            ``NULLSWAP_TFJS_FAST`` is ``0``. The attribute :attr:`fast` can be flipped at any time.
     """
 
-    def __init__(self, graph: TFJSGraph, outputs: Sequence[str], *, nchw: bool = True) -> None:
+    def __init__(self, graph: TFJSGraph, outputs: Sequence[str], *, nchw: bool = True,
+                 fast: bool | None = None) -> None:
         super().__init__()
         self.nchw = nchw
+        self.fast = os.environ.get("NULLSWAP_TFJS_FAST", "1") != "0" if fast is None else bool(fast)
         self.output_names = list(outputs)
         order = _topological_order(graph, self.output_names)
         bad = [(n.op, n.name) for n in order if n.op not in SUPPORTED_OPS]
@@ -74,6 +81,7 @@ class TFJSModule(nn.Module):
         for name, i in last.items():
             if name not in keep and name not in self._param_key and name not in self._int_consts:
                 self._free_after[i].append(name)
+        self._plan: FastPlan | None = FastPlan(self)
 
     # ---------------------------------------------------------------------------------------------- helpers
     def extra_repr(self) -> str:
@@ -95,11 +103,25 @@ class TFJSModule(nn.Module):
             raise UnsupportedOpError([(f"{node.op} with a computed (non-Const) {name!r} operand", node.name)])
         return [int(v) for v in np.asarray(self._int_consts[name]).flatten().tolist()]
 
+    def _apply(self, fn, recurse=True):  # noqa: ANN001, ANN202 (nn.Module's signature)
+        if getattr(self, "_plan", None) is not None:
+            self._plan.invalidate()  # .to() / .double() / ...: the derived tensors follow on the next call
+        return super()._apply(fn, recurse)
+
     # ----------------------------------------------------------------------------------------------- forward
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
         """Run the graph; see the class docstring."""
         if len(inputs) != len(self.input_names):
             raise WeightsError(f"graph takes {len(self.input_names)} input(s) {self.input_names}, got {len(inputs)}")
+        if self.fast and self._plan is not None:
+            try:
+                vals = self._plan.run(inputs, self.nchw)
+            except PlanInvalidError as e:
+                log.warning("TF.js fast plan disabled, interpreting node by node from now on: %s", e)
+                self._plan = None
+            else:
+                outs = [(t.contiguous() if flag else t) if self.nchw else _to_tf((t, flag)) for t, flag in vals]
+                return outs[0] if len(outs) == 1 else tuple(outs)
         ref = inputs[0] if inputs else next(iter(self.consts.values()))
         vals: dict[str, _Val] = {}
         for name, x in zip(self.input_names, inputs, strict=True):
