@@ -23,7 +23,10 @@ save then only writes the bytes. New is one decode of the output: 0.011 s for a 
 costs 0.055 s at 1 MP (patched into a copy) and 1.05 s at 12 MP patched in place (0.44 s + 0.08 s for the copy when
 patched into a copy: :data:`COPY_MAX_PIXELS`). Since 2026-11-29 the encode reads, patches and compares only the MCUs
 under the face windows (:func:`encode_patched`): no patched copy of the photo and no decode of the source, the same
-bytes. With ``until_protected`` every re-verification encodes again; ``--keep-gps`` sets the protector's
+bytes. Since 2026-11-30 its BLAS products stay on the calling thread (OpenBLAS's own threads, competing with torch's
+on 2 cores, made the 12-MP encode ~1.5x slower at 2 threads), each strip is compared and transformed in one pass, and
+libjpeg reads the source's coefficients on a helper thread meanwhile: the same bytes. With ``until_protected`` every
+re-verification encodes again; ``--keep-gps`` sets the protector's
 ``strip_gps`` up front, so the save writes the verdict's bytes.
 
 The verdict is for the source's own format; saving under an extension that converts the photo to another format

@@ -39,8 +39,10 @@ import os
 import struct
 import tempfile
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Literal, Protocol
 
 import numpy as np
@@ -449,6 +451,38 @@ def _box_mean(plane: np.ndarray, fy: int, fx: int) -> np.ndarray:
     return plane.reshape(h, fy, w, fx).mean(axis=(1, 3))
 
 
+#: OpenBLAS computes a product with ``m * n * k`` at most this on the calling thread (``SMP_THRESHOLD_MIN`` 65536 x
+#: ``GEMM_MULTITHREAD_THRESHOLD`` 4). Larger ones it splits over its threads, which on a 2-core machine whose other
+#: core runs torch's OpenMP threads made the encoder's products 2-10x slower than one thread (issue 14).
+_BLAS_ONE_THREAD_MNK = 262_144
+
+
+def _matmul_1t(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``np.matmul(a, b)`` in slices small enough for BLAS to run each on the calling thread; the same values.
+
+    ``a`` ``(m, k)`` and ``b`` ``(..., k, n)``: slices of ``b``'s columns when ``a`` is the small factor (``m <= k``),
+    else of ``a``'s rows. Every element is the same dot product either way (the kernel's order over ``k`` does not
+    depend on the slicing: checked bit for bit by the writer's byte-identity tests).
+    """
+    m, k = a.shape
+    n = b.shape[-1]
+    if b.ndim == 2 and m > k:  # tall a (rows of 8-pixel runs) @ a small b: slices of a's rows
+        step = max(1, _BLAS_ONE_THREAD_MNK // (k * n))
+        if m <= step:
+            return a @ b
+        out = np.empty((m, n), dtype=np.result_type(a, b))
+        for i in range(0, m, step):
+            np.matmul(a[i:i + step], b, out=out[i:i + step])
+        return out
+    step = max(1, _BLAS_ONE_THREAD_MNK // (m * k))
+    if n <= step:
+        return np.matmul(a, b)
+    out = np.empty((*b.shape[:-2], m, n), dtype=np.result_type(a, b))
+    for j in range(0, n, step):
+        np.matmul(a, b[..., j:j + step], out=out[..., j:j + step])
+    return out
+
+
 def _block_dct(comp: np.ndarray) -> np.ndarray:
     """The 2-D DCT of every 8x8 block of an ``(8 m, 8 n)`` float64 plane: ``(m, 8, n, 8)``, ``[by, i, bx, l]``.
 
@@ -457,8 +491,78 @@ def _block_dct(comp: np.ndarray) -> np.ndarray:
     (a quantised coefficient can change only within float rounding of a .5 tie).
     """
     sh, sw = comp.shape
-    rows = np.matmul(_DCT, comp.reshape(sh // 8, 8, sw))  # (m, 8, sw): C @ the 8 rows of each block row
-    return (rows.reshape(-1, 8) @ _DCT.T).reshape(sh // 8, 8, sw // 8, 8)
+    rows = _matmul_1t(_DCT, comp.reshape(sh // 8, 8, sw))  # (m, 8, sw): C @ the 8 rows of each block row
+    return _matmul_1t(rows.reshape(-1, 8), _DCT.T).reshape(sh // 8, 8, sw // 8, 8)
+
+
+def _strip_coefs(protected: np.ndarray, original: np.ndarray, ch: np.ndarray, samp: np.ndarray, n_comp: int,
+                 y0: int, x_lo: int) -> list[tuple[int, int, int, np.ndarray, np.ndarray, np.ndarray]]:
+    """The DCT of ``protected - original`` in the blocks of one MCU strip that hold a changed pixel.
+
+    Args:
+        protected: ``(hh, ww, 3)`` the strip's pixels (stored orientation), ``ww``/``hh`` short of ``ch``'s size
+            only past the photo's edge (the last column / row is repeated).
+        original: the same for the source's decode.
+        ch: ``(strip rows, strip width)`` bool, the changed pixels on the MCU grid.
+        samp: sampling factors (``(components, 2)``: vertical, horizontal).
+        n_comp: components (3 or 1).
+        y0: the strip's top pixel row in the stored photo (on the MCU grid).
+        x_lo: its left pixel column (on the MCU grid).
+
+    Returns:
+        ``[(component, by0, bx0, iy, ix, coef)]``: blocks ``(by0 + iy, bx0 + ix)`` of the component and their DCT
+        ``(k, 8, 8)`` (not yet divided by the quantisation table; blocks past the coefficient planes included).
+    """
+    vmax, hmax = int(samp[:, 0].max()), int(samp[:, 1].max())
+    sh, sw_full = ch.shape
+    hh, ww = protected.shape[:2]
+    d = np.empty((sh, sw_full, 3), dtype=np.float64)
+    dv = d[:hh, :ww]
+    _rgb255_into(protected, dv)
+    _rgb255_into(original, dv, subtract=True)
+    if ww < sw_full:  # past the photo's edge: repeat the last column / row (np.pad's "edge")
+        d[:hh, ww:] = d[:hh, ww - 1:ww]
+    if hh < sh:
+        d[hh:] = d[hh - 1:hh]
+    # (3, h*w) planes, the same values as ``d @ _RGB_TO_YCC.T``
+    flat = d.reshape(-1, 3).T
+    ycc = (_matmul_1t(_RGB_TO_YCC, flat) if n_comp == 3 else (_LUMA @ flat)[None]).reshape(-1, sh, sw_full)
+    touched_by_factor: dict[tuple[int, int], np.ndarray] = {}
+    out: list[tuple[int, int, int, np.ndarray, np.ndarray, np.ndarray]] = []
+    for c in range(n_comp):
+        fy, fx = vmax // int(samp[c, 0]), hmax // int(samp[c, 1])
+        comp = _box_mean(ycc[c], fy, fx)
+        if (fy, fx) not in touched_by_factor:
+            touched_by_factor[fy, fx] = _block_any(ch, 8 * fy, 8 * fx)
+        iy, ix = np.nonzero(touched_by_factor[fy, fx])
+        if iy.size == 0:
+            continue
+        out.append((c, y0 // (8 * fy), x_lo // (8 * fx), iy, ix, _block_dct(comp).transpose(0, 2, 1, 3)[iy, ix]))
+    return out
+
+
+def _add_coefs(plane: np.ndarray, q: np.ndarray, by0: int, bx0: int, iy: np.ndarray, ix: np.ndarray,
+               coef: np.ndarray) -> tuple[int, int]:
+    """``plane[by0 + iy, bx0 + ix] += round(coef / q)`` (clipped for baseline coding) for the blocks in the plane.
+
+    Returns:
+        (blocks re-encoded, blocks whose coefficients changed).
+    """
+    keep = (iy < plane.shape[0] - by0) & (ix < plane.shape[1] - bx0)
+    if not keep.all():
+        iy, ix, coef = iy[keep], ix[keep], coef[keep]
+    if iy.size == 0:
+        return 0, 0
+    coef /= q
+    old = plane[by0 + iy, bx0 + ix].astype(np.int32)
+    new = np.rint(coef).astype(np.int32)
+    new += old
+    # keep the stream valid for 8-bit baseline entropy coding (DC within the level-shifted range, AC 10 bits)
+    dc = new[:, 0, 0].copy()
+    np.clip(new, -1023, 1023, out=new)
+    new[:, 0, 0] = np.clip(dc, math.ceil(-1024 / q[0, 0]), math.floor(1016 / q[0, 0]))
+    plane[by0 + iy, bx0 + ix] = new
+    return int(iy.size), int(np.count_nonzero((new != old).reshape(-1, 64).any(axis=1)))
 
 
 def _reencode(jpg: Any, protected: np.ndarray, original: np.ndarray, changed: np.ndarray,
@@ -510,42 +614,11 @@ def _reencode(jpg: Any, protected: np.ndarray, original: np.ndarray, changed: np
         ch[:hh, :ww] = changed[ys, xs]
         if not ch.any():
             continue
-        d = np.empty((y1 - y0, sw_full, 3), dtype=np.float64)
-        dv = d[:hh, :ww]
-        _rgb255_into(protected[ys, xs], dv)
-        _rgb255_into(original[ys, xs], dv, subtract=True)
-        if ww < sw_full:  # past the photo's edge: repeat the last column / row (np.pad's "edge")
-            d[:hh, ww:] = d[:hh, ww - 1:ww]
-        if hh < y1 - y0:
-            d[hh:] = d[hh - 1:hh]
-        # (3, h*w) planes, the same values as ``d @ _RGB_TO_YCC.T``
-        flat = d.reshape(-1, 3).T
-        ycc = (_RGB_TO_YCC @ flat if len(names) == 3 else (_LUMA @ flat)[None]).reshape(-1, y1 - y0, sw_full)
-        touched_by_factor: dict[tuple[int, int], np.ndarray] = {}
-        for c, (plane, q) in enumerate(zip(planes, tables, strict=True)):
-            fy, fx = vmax // int(samp[c, 0]), hmax // int(samp[c, 1])
-            comp = _box_mean(ycc[c], fy, fx)
-            nby, nbx = comp.shape[0] // 8, comp.shape[1] // 8
-            if (fy, fx) not in touched_by_factor:
-                touched_by_factor[fy, fx] = _block_any(ch, 8 * fy, 8 * fx)
-            by0, bx0 = y0 // (8 * fy), int(x_lo) // (8 * fx)
-            nby_c = min(nby, plane.shape[0] - by0)
-            nbx_c = min(nbx, plane.shape[1] - bx0)
-            iy, ix = np.nonzero(touched_by_factor[fy, fx][:nby_c, :nbx_c])
-            if iy.size == 0:
-                continue
-            coef = _block_dct(comp).transpose(0, 2, 1, 3)[iy, ix]
-            coef /= q
-            old = plane[by0 + iy, bx0 + ix].astype(np.int32)
-            new = np.rint(coef).astype(np.int32)
-            new += old
-            # keep the stream valid for 8-bit baseline entropy coding (DC within the level-shifted range, AC 10 bits)
-            dc = new[:, 0, 0].copy()
-            np.clip(new, -1023, 1023, out=new)
-            new[:, 0, 0] = np.clip(dc, math.ceil(-1024 / q[0, 0]), math.floor(1016 / q[0, 0]))
-            plane[by0 + iy, bx0 + ix] = new
-            n_re += iy.size
-            n_changed += int(np.count_nonzero((new != old).reshape(-1, 64).any(axis=1)))
+        for c, by0, bx0, iy, ix, coef in _strip_coefs(protected[ys, xs], original[ys, xs], ch, samp, len(names),
+                                                      y0, int(x_lo)):
+            counts = _add_coefs(planes[c], tables[c], by0, bx0, iy, ix, coef)
+            n_re += counts[0]
+            n_changed += counts[1]
     for n, plane in zip(names, planes, strict=True):
         setattr(jpg, n, plane)
     return n_re, n_changed
@@ -638,14 +711,47 @@ def _open_source(source: bytes) -> tuple[list[tuple[int, bytes]], int, int, Any]
         UnsupportedJpegError: a JPEG this writer does not handle.
     """
     segs, sos = jpeg_segments(source)
+    _check_dct_frame(segs)
+    orientation = _orientation(segs)
+    return segs, sos, orientation, _read_supported(source)
+
+
+def _check_dct_frame(segs: list[tuple[int, bytes]]) -> None:
+    """Raise :class:`UnsupportedJpegError` unless the frame header is an 8-bit DCT one."""
     sof = next(((m, payload) for m, payload in segs if m in _SOF_MARKERS), None)
     if sof is None or sof[0] == 0xC3 or sof[1][0] != 8:
         raise UnsupportedJpegError("expected an 8-bit DCT JPEG, got " + (
             "no frame header" if sof is None else "a lossless JPEG" if sof[0] == 0xC3 else f"{sof[1][0]}-bit samples"))
-    orientation = _orientation(segs)
+
+
+def _read_supported(source: bytes) -> Any:
+    """:func:`_read_dct` then :func:`_check_supported`: the loaded coefficients of a JPEG this writer handles."""
     jpg = _read_dct(source)
     _check_supported(jpg)
-    return segs, sos, orientation, jpg
+    return jpg
+
+
+def _frame_geometry(segs: list[tuple[int, bytes]]) -> SimpleNamespace | None:
+    """``height``, ``width`` and ``samp_factor`` (``(components, 2)``: vertical, horizontal) from the frame header.
+
+    What :func:`_mcu_region` reads of a loaded jpeglib object, known before the coefficients are read (``None``: no
+    usable frame header; the caller then waits for the coefficients).
+    """
+    sof = next((payload for m, payload in segs if m in _SOF_MARKERS), None)
+    if sof is None or len(sof) < 6 or len(sof) < 6 + 3 * sof[5] or sof[5] == 0:
+        return None
+    samp = np.array([[sof[7 + 3 * k] & 0x0F, sof[7 + 3 * k] >> 4] for k in range(sof[5])], dtype=int)
+    if np.any(samp == 0):
+        return None
+    return SimpleNamespace(height=int.from_bytes(sof[1:3], "big"), width=int.from_bytes(sof[3:5], "big"),
+                           samp_factor=samp)
+
+
+def _same_geometry(frame: SimpleNamespace, jpg: Any) -> bool:
+    """Whether the frame header's geometry is the loaded coefficients' (what :func:`_mcu_region` used)."""
+    samp = np.asarray(jpg.samp_factor, dtype=int)
+    return (frame.height, frame.width) == (int(jpg.height), int(jpg.width)) and samp.shape == frame.samp_factor.shape \
+        and bool(np.array_equal(samp, frame.samp_factor))
 
 
 def _check_upright_size(jpg: Any, hw: tuple[int, int], orientation: int, name: str) -> None:
@@ -842,18 +948,69 @@ class _StoredView:
         return to_stored_orientation(r.upright(rect)[self.which], r.orientation, copy=False)
 
 
-def _reencode_patched(jpg: Any, clean: torch.Tensor | np.ndarray, windows: Sequence[Window],
-                      up: tuple[int, int, int, int], stored: tuple[int, int, int, int], orientation: int,
-                      compare: str) -> tuple[int, int]:
-    """:func:`_reencode_region` of ``clean`` with ``windows`` in the upright MCU region ``up``, strip by strip."""
-    region = _PatchedRegion(clean, windows, up, orientation, compare)
-    rh, rw = region.hw
-    changed = np.zeros((rh, rw), dtype=bool)
-    for y in range(0, rh, _STRIP_ROWS):
-        p, o = region.upright((y, 0, min(y + _STRIP_ROWS, rh), rw))
-        changed[y:y + _STRIP_ROWS] = _changed(p, o)
-    return _reencode(jpg, region.stored(0), region.stored(1), to_stored_orientation(changed, orientation),
-                     origin=(stored[0], stored[1]))
+#: One MCU strip's blocks and their DCT (:func:`_strip_coefs`).
+_StripCoefs = list[tuple[int, int, int, np.ndarray, np.ndarray, np.ndarray]]
+
+
+def _patched_coefs(region: _PatchedRegion, stored: tuple[int, int, int, int], geometry: Any) -> _StripCoefs:
+    """The DCT of the change in every block of ``region`` that holds a changed pixel, MCU strip by MCU strip.
+
+    One pass: each strip's pixels are compared and transformed together (the strips' blocks are the ones
+    :func:`_reencode` finds from the whole changed mask; a block's coefficients depend on its own pixels only).
+
+    Args:
+        region: the patched region; its stored rect ``stored`` starts on the MCU grid and ends on it or at the
+            photo's edge (:func:`_mcu_region`).
+        stored: ``(y0, x0, y1, x1)`` in the stored photo.
+        geometry: ``height``, ``width``, ``samp_factor`` of the photo (the loaded coefficients, or
+            :func:`_frame_geometry` before they are read).
+    """
+    h, w = int(geometry.height), int(geometry.width)
+    samp = np.asarray(geometry.samp_factor, dtype=int)
+    mcu_h, mcu_w = 8 * int(samp[:, 0].max()), 8 * int(samp[:, 1].max())
+    oy, ox, sy1, sx1 = stored
+    y_hi, x_hi = -(-sy1 // mcu_h) * mcu_h, -(-sx1 // mcu_w) * mcu_w
+    prot_view, orig_view = region.stored(0), region.stored(1)
+    strip = max(mcu_h, (_STRIP_ROWS // mcu_h) * mcu_h)
+    sw_full = x_hi - ox
+    xs = slice(0, min(x_hi, w) - ox)
+    out: _StripCoefs = []
+    for y0 in range(oy, y_hi, strip):
+        y1 = min(y0 + strip, y_hi)
+        ys = slice(y0 - oy, min(y1, h) - oy)
+        prot, orig = prot_view[ys, xs], orig_view[ys, xs]
+        ch = np.zeros((y1 - y0, sw_full), dtype=bool)
+        ch[:prot.shape[0], :prot.shape[1]] = _changed(prot, orig)
+        cols = np.flatnonzero(ch.any(axis=0))
+        if cols.size == 0:
+            continue
+        # only the MCU columns between the strip's first and last changed pixel are transformed
+        cx0, cx1 = (int(cols[0]) // mcu_w) * mcu_w, -(-(int(cols[-1]) + 1) // mcu_w) * mcu_w
+        out += _strip_coefs(prot[:, cx0:cx1], orig[:, cx0:cx1], ch[:, cx0:cx1], samp, samp.shape[0], y0, ox + cx0)
+    return out
+
+
+def _apply_coefs(jpg: Any, coefs: _StripCoefs) -> tuple[int, int]:
+    """Add :func:`_patched_coefs`'s blocks to ``jpg``'s coefficients (:func:`_add_coefs`); (re-encoded, changed)."""
+    names = ["Y"] + (["Cb", "Cr"] if jpg.num_components == 3 else [])
+    planes = [getattr(jpg, n) for n in names]  # int16, modified in place (the clipped values fit)
+    tables = [np.asarray(jpg.get_component_qt(i), dtype=np.float64) for i in range(len(names))]
+    n_re = n_changed = 0
+    for c, by0, bx0, iy, ix, coef in coefs:
+        counts = _add_coefs(planes[c], tables[c], by0, bx0, iy, ix, coef)
+        n_re += counts[0]
+        n_changed += counts[1]
+    for n, plane in zip(names, planes, strict=True):
+        setattr(jpg, n, plane)
+    return n_re, n_changed
+
+
+def _early_geometry(frame: SimpleNamespace | None, stored_hw: tuple[int, int]) -> bool:
+    """Whether the frame header's geometry can be used before the coefficients are read (a frame this writer takes)."""
+    if frame is None or stored_hw != (frame.height, frame.width) or frame.samp_factor.shape[0] not in (1, 3):
+        return False
+    samp = frame.samp_factor
+    return not (np.any(samp[:, 0].max() % samp[:, 0]) or np.any(samp[:, 1].max() % samp[:, 1]))
 
 
 def encode_patched_jpeg(
@@ -868,7 +1025,9 @@ def encode_patched_jpeg(
 
     Only the MCUs under the windows' boxes are read, patched, compared and re-encoded, strip by strip: the cost
     follows the faces, not the photo, and neither a patched copy of the photo (nor of the faces' region) nor a
-    decode of the source is needed.
+    decode of the source is needed. Each strip is compared and transformed in one pass, while libjpeg reads the
+    source's coefficients on a helper thread (the frame header gives the geometry); the BLAS products run on the
+    calling thread (:func:`_matmul_1t`). The bytes are those of the two-pass, sequential writer before 2026-11-30.
 
     Args:
         source: the source JPEG file's bytes.
@@ -894,14 +1053,29 @@ def encode_patched_jpeg(
     if clean.ndim != 3 or (clean.shape[2] if u8 else clean.shape[0]) != 3:
         raise InputError(f"clean: expected a (3,H,W) RGB image or (H,W,3) uint8 pixels, got shape "
                          f"{tuple(clean.shape)}")
-    segs, sos, orientation, jpg = _open_source(source)
+    segs, sos = jpeg_segments(source)
+    _check_dct_frame(segs)
+    orientation = _orientation(segs)
     hw = (int(clean.shape[0]), int(clean.shape[1])) if u8 else (int(clean.shape[1]), int(clean.shape[2]))
-    _check_upright_size(jpg, hw, orientation, "clean")
     rect = _windows_rect([w.box for w in windows], hw)
+    frame = _frame_geometry(segs)
+    early: tuple[tuple[int, int, int, int], _StripCoefs] | None = None
+    # libjpeg reads the coefficients (ctypes: without the GIL) on a helper thread while this one compares and
+    # transforms the pixels under the windows, which needs only the frame header's geometry: on two cores they overlap
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="nullswap-jpeg-read") as pool:
+        reading = pool.submit(_read_supported, source)
+        stored_hw = (hw[1], hw[0]) if _swaps_axes(orientation) else hw
+        if rect is not None and frame is not None and _early_geometry(frame, stored_hw):
+            up, stored = _mcu_region(frame, rect, orientation, hw)
+            early = (stored, _patched_coefs(_PatchedRegion(clean, windows, up, orientation, compare), stored, frame))
+        jpg = reading.result()
+    _check_upright_size(jpg, hw, orientation, "clean")
     n_re = n_changed = 0
     if rect is not None:
-        up, stored = _mcu_region(jpg, rect, orientation, hw)
-        n_re, n_changed = _reencode_patched(jpg, clean, windows, up, stored, orientation, compare)
+        if early is None or frame is None or not _same_geometry(frame, jpg):
+            up, stored = _mcu_region(jpg, rect, orientation, hw)
+            early = (stored, _patched_coefs(_PatchedRegion(clean, windows, up, orientation, compare), stored, jpg))
+        n_re, n_changed = _apply_coefs(jpg, early[1])
     return _finish(source, segs, sos, jpg, n_re, n_changed, strip_gps)
 
 
