@@ -38,7 +38,7 @@ import math
 import os
 import struct
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -599,29 +599,23 @@ def _reencode(jpg: Any, protected: np.ndarray, original: np.ndarray, changed: np
     x_lo, x_hi = ((ox + cols[0]) // mcu_w) * mcu_w, -(-(ox + cols[-1] + 1) // mcu_w) * mcu_w
     if min(y_hi, h) > oy + changed.shape[0] or min(x_hi, w) > ox + changed.shape[1]:
         raise InputError("changed: expected a region ending on the MCU grid or at the photo's edge")
-    names = ["Y"] + (["Cb", "Cr"] if jpg.num_components == 3 else [])
-    planes = [getattr(jpg, n) for n in names]  # int16, modified in place (the clipped values fit)
-    tables = [np.asarray(jpg.get_component_qt(i), dtype=np.float64) for i in range(len(names))]
-    n_re = n_changed = 0
+    n_comp = 3 if jpg.num_components == 3 else 1
     strip = max(mcu_h, (_STRIP_ROWS // mcu_h) * mcu_h)
     sw_full = int(x_hi - x_lo)
-    for y0 in range(int(y_lo), int(y_hi), strip):
-        y1 = min(y0 + strip, int(y_hi))
-        ch = np.zeros((y1 - y0, sw_full), dtype=bool)
-        ys = slice(y0 - oy, min(y1, h) - oy)
-        xs = slice(int(x_lo) - ox, min(int(x_hi), w) - ox)
-        hh, ww = ys.stop - ys.start, xs.stop - xs.start
-        ch[:hh, :ww] = changed[ys, xs]
-        if not ch.any():
-            continue
-        for c, by0, bx0, iy, ix, coef in _strip_coefs(protected[ys, xs], original[ys, xs], ch, samp, len(names),
-                                                      y0, int(x_lo)):
-            counts = _add_coefs(planes[c], tables[c], by0, bx0, iy, ix, coef)
-            n_re += counts[0]
-            n_changed += counts[1]
-    for n, plane in zip(names, planes, strict=True):
-        setattr(jpg, n, plane)
-    return n_re, n_changed
+
+    def strips():  # each strip's blocks, computed as they are applied
+        for y0 in range(int(y_lo), int(y_hi), strip):
+            y1 = min(y0 + strip, int(y_hi))
+            ch = np.zeros((y1 - y0, sw_full), dtype=bool)
+            ys = slice(y0 - oy, min(y1, h) - oy)
+            xs = slice(int(x_lo) - ox, min(int(x_hi), w) - ox)
+            hh, ww = ys.stop - ys.start, xs.stop - xs.start
+            ch[:hh, :ww] = changed[ys, xs]
+            if not ch.any():
+                continue
+            yield from _strip_coefs(protected[ys, xs], original[ys, xs], ch, samp, n_comp, y0, int(x_lo))
+
+    return _apply_coefs(jpg, strips())
 
 
 def _hwc(image: torch.Tensor | np.ndarray, name: str) -> np.ndarray:
@@ -949,7 +943,8 @@ class _StoredView:
 
 
 #: One MCU strip's blocks and their DCT (:func:`_strip_coefs`).
-_StripCoefs = list[tuple[int, int, int, np.ndarray, np.ndarray, np.ndarray]]
+_Coefs = tuple[int, int, int, np.ndarray, np.ndarray, np.ndarray]  # component, first block row / col, rows, cols, coefs
+_StripCoefs = list[_Coefs]
 
 
 def _patched_coefs(region: _PatchedRegion, stored: tuple[int, int, int, int], geometry: Any) -> _StripCoefs:
@@ -990,7 +985,7 @@ def _patched_coefs(region: _PatchedRegion, stored: tuple[int, int, int, int], ge
     return out
 
 
-def _apply_coefs(jpg: Any, coefs: _StripCoefs) -> tuple[int, int]:
+def _apply_coefs(jpg: Any, coefs: Iterable[_Coefs]) -> tuple[int, int]:
     """Add :func:`_patched_coefs`'s blocks to ``jpg``'s coefficients (:func:`_add_coefs`); (re-encoded, changed)."""
     names = ["Y"] + (["Cb", "Cr"] if jpg.num_components == 3 else [])
     planes = [getattr(jpg, n) for n in names]  # int16, modified in place (the clipped values fit)
