@@ -17,6 +17,7 @@ from nullswap.errors import InputError, WeightsNotFoundError
 from nullswap.protectors.base import Protector, register_protector, strength_scale
 from nullswap.protectors.nullswap.checkpoint import DEFAULT_WEIGHTS_DIR, MODEL_FILENAME, load_nullswap
 from nullswap.protectors.nullswap.config import NullSwapConfig
+from nullswap.protectors.nullswap.inference import fuse_for_inference, is_fused
 
 __all__ = ["NullSwapProtector", "blurred_copy"]
 
@@ -111,9 +112,12 @@ class NullSwapProtector(Protector):
             return faces.clone()
         p = next(self.generator.parameters())
         x = faces.to(p.device, torch.float32)
+        if is_fused(self.generator):  # its weights are channels-last: so is its input (same values)
+            x = x.contiguous(memory_format=torch.channels_last)
         y = self.generator(
             x, generator=generator, noise_scale=self.noise_scale, perturbation_scale=self.perturbation_scale
         )
+        x, y = x.contiguous(), y.contiguous()
         y = self._guard(x, y)
         if self.refine:
             y = self._refine_steps(x, y)
@@ -194,8 +198,13 @@ def _make_nullswap(
     refine: int = 0,
     refine_recognizers: Any = None,
     refine_blur: float = 0.0,
+    fuse: bool = True,
 ) -> NullSwapProtector:
     """Factory: load ``checkpoint`` (or the packaged default) into a :class:`NullSwapProtector` in eval mode.
+
+    ``fuse`` (default) runs the generator as :func:`~nullswap.protectors.nullswap.inference.fuse_for_inference`'s copy
+    (batch norm folded, channels-last: the same outputs within 1e-6, faster on the CPU); ``fuse=False`` keeps the
+    checkpoint's modules as loaded.
 
     Raises:
         WeightsNotFoundError: no checkpoint given and no packaged default at :data:`DEFAULT_WEIGHTS_DIR`.
@@ -219,7 +228,7 @@ def _make_nullswap(
     if refine and refine_recognizers is None:  # attack what the generator was trained against
         refine_recognizers = list(meta.get("recognizers") or [])
     prot = NullSwapProtector(
-        gen,
+        fuse_for_inference(gen) if fuse else gen,
         config,
         strength=strength,
         noise_scale=noise_scale,
