@@ -18,7 +18,8 @@ verdict (each verifier aligning the whole in-memory photo and embedding clean an
 cache; the JPEG encoded by the save), on the same models in the same run. ``--compare-backend`` adds a row per photo
 with the verifiers on the other backend (onnxruntime vs PyTorch, :func:`nullswap.verdict.verifier_backend`; the
 default is ``NULLSWAP_VERIFY_BACKEND`` or ``auto``), interleaved run by run with the default rows; the verdicts of
-both are compared (largest cosine difference printed).
+both are compared (largest cosine difference printed). ``--compare-speedups`` adds a row per photo with the NullSwap
+generator as loaded instead of its fused inference copy (:mod:`nullswap.protectors.nullswap.inference`), interleaved.
 Folders: ``--n`` copies of the shared JPEGs at their own size, and ``--n12`` copies of the 12-MP photo, through
 ``nullswap.batch.run_batch`` with prefetch and the writer thread (what ``nullswap protect DIR`` runs) and, for
 comparison, one photo at a time; photos/s and the process's peak RSS after each (``resource.getrusage``; the
@@ -173,6 +174,11 @@ def main() -> None:
         help="add rows with the verifiers on the other backend (onnxruntime / PyTorch), interleaved",
     )
     ap.add_argument(
+        "--compare-speedups",
+        action="store_true",
+        help="add rows with the generator as loaded (not fused for inference), interleaved",
+    )
+    ap.add_argument(
         "--verify-before",
         action="store_true",
         help="add rows with the verification as it was before the batched, on-disk verdict",
@@ -230,6 +236,25 @@ def main() -> None:
             ov = Verifier(pp.verifier.names, pp.seen, "cpu", backend=other)
             print(f"verifiers on {other} loaded in {time.perf_counter() - t:.2f} s")
             variants[f"nullswap, verify on {other}"] = lambda: _patched(pp, "verifier", ov)
+        if args.compare_speedups:
+            from nullswap.protectors.nullswap import load_nullswap
+            from nullswap.protectors.nullswap.protector import DEFAULT_WEIGHTS_DIR
+
+            plain, _, _ = load_nullswap(args.checkpoint or DEFAULT_WEIGHTS_DIR)
+            prots = [q for q in pp._protectors.values() if hasattr(q, "generator")]
+
+            @contextlib.contextmanager
+            def unfused() -> Iterator[None]:
+                old = [q.generator for q in prots]
+                for q in prots:
+                    q.generator = plain.eval()
+                try:
+                    yield
+                finally:
+                    for q, g in zip(prots, old, strict=True):
+                        q.generator = g
+
+            variants["nullswap, generator unfused"] = unfused
         if len(variants) > 1:  # interleaved run by run, so a change of the machine's load hits all alike
             for k, p in photos.items():
                 runs: dict[str, list[tuple[dict[str, float], int, str]]] = {label: [] for label in variants}
@@ -269,6 +294,20 @@ def main() -> None:
                     f"{before['total']:.3f} s -> {now['total']:.3f} s ({before['total'] / now['total']:.2f}x), "
                     f"process CPU {before['cpu']:.3f} s -> {now['cpu']:.3f} s ({before['cpu'] / now['cpu']:.2f}x)"
                 )
+        if args.compare_speedups:
+            print()
+            print(f"speed-ups off -> on (interleaved, mean of {args.repeat}):")
+            for label in ("nullswap, generator unfused",):
+                for photo in photos:
+                    b, a = rows[label][photo][0], rows["nullswap"][photo][0]
+                    pairs = zip(COSINES["nullswap", photo], COSINES[label, photo], strict=True)
+                    diff = max((abs(x - y) for x, y in pairs), default=0.0)
+                    print(
+                        f"  {label[10:]} -> on, {photo}: whole photo {b['total']:.3f} s -> {a['total']:.3f} s "
+                        f"({b['total'] / a['total']:.2f}x), verify {b['verify'] * 1e3:.0f} -> {a['verify'] * 1e3:.0f} "
+                        f"ms, cloak {b['cloak'] * 1e3:.0f} -> {a['cloak'] * 1e3:.0f} ms, process CPU {b['cpu']:.3f} -> "
+                        f"{a['cpu']:.3f} s; largest cosine difference {diff:.2g}"
+                    )
         for label in variants:
             if "verify on" not in label:
                 continue
