@@ -181,3 +181,16 @@ def test_jpeg_roundtrip_is_the_one_both_callers_use_with_the_same_pixels():
             jpeg_roundtrip(photo, bad)
     with pytest.raises(InputError, match=r"expected an image \(3,H,W\) or a batch"):
         jpeg_roundtrip(photo[0], 75)
+
+
+def test_float_chw_is_exact_division_by_255():
+    """``_float_chw`` (torch, in row strips) gives IEEE float32 ``u / 255`` for every 8-bit value, in CHW order."""
+    from nullswap.faces.io import _STRIP_ROWS, _float_chw
+
+    rng = np.random.default_rng(0)
+    arr = rng.integers(0, 256, (_STRIP_ROWS + 37, 19, 3), dtype=np.uint8)  # more rows than one strip
+    arr[:16, :16] = np.arange(256, dtype=np.uint8).reshape(16, 16, 1)  # every value
+    got = _float_chw(arr[:, 2:])  # a non-contiguous view, as the callers pass
+    want = np.divide(arr[:, 2:].transpose(2, 0, 1), np.float32(255.0), dtype=np.float32)
+    assert got.dtype == torch.float32 and got.shape == (3, _STRIP_ROWS + 37, 17)
+    assert np.array_equal(got.numpy(), want)
