@@ -114,3 +114,51 @@ def test_psnr_floor_penalty_is_a_wall_at_the_floor():
     # floor 30 dB = MSE 1e-3: only the second image pays (1e-2 - 1e-3) / 2 images
     assert float(psnr_floor_penalty(x, y, 30.0)) == pytest.approx((1e-2 - 1e-3) / 2, rel=1e-4)
     assert float(psnr_floor_penalty(x, y[:1], 30.0)) == 0.0
+
+
+class _SizeRecorder(nn.Module):
+    """Perceptual stand-in that records the image sizes it is shown (and returns the mean squared difference)."""
+
+    name = "size-recorder"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sizes: list[tuple[int, int]] = []
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        self.sizes.append((int(x.shape[-2]), int(x.shape[-1])))
+        return (x - y).pow(2).flatten(1).mean(1)
+
+
+def test_perceptual_scales_average_the_distance_over_display_sizes():
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    y = (x + 0.05 * torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))).clamp(0, 1)
+    rec = _SizeRecorder()
+    got = perceptual_loss(rec, x, y, scales=(1.0, 2.0))
+    assert rec.sizes == [(32, 32), (64, 64)]
+    up = dict(size=(64, 64), mode="bicubic", align_corners=False)
+    want = 0.5 * ((x - y).pow(2).mean() + (torch.nn.functional.interpolate(x, **up).clamp(0, 1)
+                                             - torch.nn.functional.interpolate(y, **up).clamp(0, 1)).pow(2).mean())
+    assert float(got) == pytest.approx(float(want), rel=1e-6)
+    # the default is the paper's Eq. 9 at the crop's own scale
+    assert float(perceptual_loss(rec, x, y)) == pytest.approx(float((x - y).pow(2).mean()), rel=1e-6)
+    # gradients reach the protected image through the resize
+    yg = y.clone().requires_grad_(True)
+    perceptual_loss(rec, x, yg, scales=(2.0,)).backward()
+    assert yg.grad is not None and float(yg.grad.abs().sum()) > 0
+    with pytest.raises(InputError, match="positive"):
+        perceptual_loss(rec, x, y, scales=(0.0,))
+
+
+def test_loss_config_perceptual_scales():
+    ens = RecognizerEnsemble([TinyRecognizer(0)], source_template="protector-128")
+    crit = NullSwapLoss.from_config({"perceptual_scales": [1, 2], "lambda_lpips": 1.0}, ens.names)
+    assert crit.perceptual_scales == (1.0, 2.0)
+    x = torch.rand(1, 3, 128, 128, generator=torch.Generator().manual_seed(2))
+    rec = _SizeRecorder()
+    crit((x), (x + 0.01).clamp(0, 1), ensemble=ens, perceptual=rec, fake_logits=None, epoch=0)
+    assert rec.sizes == [(128, 128), (256, 256)]
+    assert NullSwapLoss(ens.names).perceptual_scales == (1.0,)
+    for bad in ([], [0], [1, "2"], [9], True):
+        with pytest.raises(InputError, match="perceptual_scales"):
+            NullSwapLoss(ens.names, perceptual_scales=bad)
