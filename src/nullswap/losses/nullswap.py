@@ -83,9 +83,6 @@ class NullSwapLoss:
             the whole budget costs 1".
         perceptual_images: compute Eq. 9 on only the first ``k`` images of each batch (an unbiased estimate of the
             batch mean at ``k/B`` of the cost: ST-LPIPS is the most expensive term on a CPU); 0 = all.
-        perceptual_scales: display scales Eq. 9 is averaged over (default ``[1]``: the paper's, the crop as it is);
-            see :func:`~nullswap.losses.reconstruction.perceptual_loss`. Not in the paper; Choice (issue 12) for
-            large faces, where the pasted change is seen magnified.
         recognizers_per_step: identity term on a random ``k`` of the ``c`` recognizers each step (a stochastic
             ensemble: the batch's identity loss is ``(c/k)`` times the sum over the drawn ones, an unbiased estimate
             of the ``"average"`` strategy's ``sum_i L_i`` at ``k/c`` of the recognizers' cost); 0 = all. Needs
@@ -113,7 +110,6 @@ class NullSwapLoss:
         thresholds: dict[str, float] | None = None,
         lambda_chroma: float = 0.0,
         perceptual_images: int = 0,
-        perceptual_scales: Sequence[float] = (1.0,),
         recognizers_per_step: int = 0,
         subset_seed: int = 0,
     ) -> None:
@@ -152,10 +148,6 @@ class NullSwapLoss:
         if isinstance(perceptual_images, bool) or not isinstance(perceptual_images, int) or perceptual_images < 0:
             raise InputError(f"perceptual_images: expected an int >= 0, got {perceptual_images!r}")
         self.perceptual_images = perceptual_images
-        scales = [perceptual_scales] if isinstance(perceptual_scales, int | float) else list(perceptual_scales)
-        if not scales or any(isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v <= 8 for v in scales):
-            raise InputError(f"perceptual_scales: expected a list of scales in (0, 8], got {perceptual_scales!r}")
-        self.perceptual_scales = tuple(float(v) for v in scales)
         k = recognizers_per_step
         if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k <= len(names):
             raise InputError(f"recognizers_per_step: expected an int in [0, {len(names)}], got {k!r}")
@@ -176,7 +168,7 @@ class NullSwapLoss:
         cfg = dict(loss_cfg or {})
         known = {"lambda_id", "lambda_mse", "lambda_lpips", "lambda_d", "strategy", "index", "dlw", "sync_ranks",
                  "mse_form", "psnr_floor", "lambda_floor", "identity", "margin", "thresholds", "lambda_chroma",
-                 "perceptual_images", "perceptual_scales", "recognizers_per_step", "subset_seed"}
+                 "perceptual_images", "recognizers_per_step", "subset_seed"}
         unknown = sorted(set(cfg) - known)
         if unknown:
             raise InputError(f"nullswap loss config: expected keys among {sorted(known)}, got unknown {unknown}")
@@ -246,7 +238,7 @@ class NullSwapLoss:
             if perceptual is None:
                 raise InputError("perceptual: expected a perceptual module when lambda_lpips > 0, got None")
             k = self.perceptual_images or clean.shape[0]
-            l_lpips = perceptual_loss(perceptual, clean[:k], protected[:k], self.perceptual_scales)
+            l_lpips = perceptual_loss(perceptual, clean[:k], protected[:k])
             total = total + self.lambda_lpips * l_lpips
         l_chroma = zero
         if self.lambda_chroma > 0:

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
-
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from nullswap.checks import check_same_shape
@@ -40,9 +36,7 @@ def mse_loss(clean: torch.Tensor, protected: torch.Tensor, form: str = "mse") ->
     return (d.pow(2).mean(1) + 1e-12).sqrt().mean()
 
 
-def perceptual_loss(
-    perceptual: nn.Module, clean: torch.Tensor, protected: torch.Tensor, scales: Sequence[float] = (1.0,)
-) -> torch.Tensor:
+def perceptual_loss(perceptual: nn.Module, clean: torch.Tensor, protected: torch.Tensor) -> torch.Tensor:
     """Eq. 9, ``L_LPIPS = sum_l ||phi_l(I_s) - phi_l(I'_s)||_2^2``, via an injected perceptual distance.
 
     Args:
@@ -50,35 +44,12 @@ def perceptual_loss(
             :func:`nullswap.metrics.perceptual.create_perceptual`).
         clean: ``I_s``.
         protected: ``I'_s`` (gradients flow to it).
-        scales: the distance is averaged over these display scales: at ``s != 1`` both images are resized by ``s``
-            (bicubic, clamped to [0, 1]) before the perceptual network sees them. Not in the paper (it uses the
-            crop's own scale, ``(1,)``, the default). Choice (issue 12): the cloak is pasted onto faces up to ~5x the
-            crop's size, where a 128-px change is seen magnified and its blotches fall in the frequencies the eye is
-            most sensitive to; ``s = 2`` lets the perceptual term judge the change as a viewer of a larger face
-            does, at ``s^2`` times the network's cost.
 
     Returns:
-        The batch mean of the distances (mean over ``scales``).
-
-    Raises:
-        InputError: shapes differ, or a scale is not a positive finite number.
+        The batch mean of the distances.
     """
     check_same_shape(clean, protected, ("clean", "protected"))
-    vals = [float(s) for s in scales]
-    if not vals or any(not math.isfinite(s) or s <= 0 for s in vals):
-        raise InputError(f"perceptual scales: expected positive numbers, got {list(scales)!r}")
-    x, y = clean.float(), protected.float()
-    out = []
-    for s in vals:
-        if s == 1.0:
-            out.append(perceptual(x, y).float().mean())
-            continue
-        size = (max(round(x.shape[-2] * s), 1), max(round(x.shape[-1] * s), 1))
-        kw = {"mode": "bicubic", "align_corners": False, "antialias": s < 1}
-        xs = F.interpolate(x, size=size, **kw).clamp(0, 1)
-        ys = F.interpolate(y, size=size, **kw).clamp(0, 1)
-        out.append(perceptual(xs, ys).float().mean())
-    return torch.stack(out).mean()
+    return perceptual(clean.float(), protected.float()).float().mean()
 
 
 #: ITU-R BT.601 chroma rows (Cb, Cr) of the RGB -> YCbCr matrix (offsets dropped: applied to differences).
