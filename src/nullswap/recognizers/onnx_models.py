@@ -35,6 +35,7 @@ from torch import nn
 from nullswap.errors import WeightsError
 from nullswap.hub.registry import SFACE_FILE
 from nullswap.recognizers.base import FaceRecognizer, RecognizerInfo
+from nullswap.recognizers.batch_probe import batches_like_singles
 from nullswap.recognizers.mobilefacenet import resolve_weights
 from nullswap.recognizers.registry import register_recognizer
 
@@ -194,17 +195,7 @@ class OnnxRecognizer(FaceRecognizer):
     @torch.no_grad()
     def _batching_works(self) -> bool:
         x = torch.rand(2, 3, *self.info.input_size, generator=torch.Generator().manual_seed(0))
-        try:
-            z = self._normalize(x)
-            both = self._run(z)
-            one = torch.cat([self._run(z[i : i + 1]) for i in range(2)])
-            ok = both.shape == one.shape and bool(torch.allclose(both, one, rtol=1e-4, atol=1e-4))
-        except (RuntimeError, ValueError) as e:
-            log.debug("%s: batched probe failed: %s", self.name, e)
-            ok = False
-        if not ok:
-            log.info("%s: the ONNX graph does not batch; running it one image at a time", self.name)
-        return ok
+        return batches_like_singles(self._run, self._normalize(x), name=self.name, graph="ONNX")
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Raw embeddings of RGB crops in ``[0, 1]``."""

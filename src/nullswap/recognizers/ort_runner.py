@@ -34,6 +34,7 @@ import torch
 
 from nullswap.errors import InputError, WeightsError
 from nullswap.recognizers.base import FaceRecognizer, RecognizerInfo
+from nullswap.recognizers.batch_probe import batches_like_singles
 
 log = logging.getLogger(__name__)
 
@@ -231,18 +232,9 @@ class OrtRecognizer(FaceRecognizer):
         return np.asarray(out).reshape(z.shape[0], -1)
 
     def _batching_works(self) -> bool:
-        z = self._normalize(torch.rand(2, 3, *self.input_size, generator=torch.Generator().manual_seed(0)))
-        z = z.numpy()
-        try:
-            both = self._run(z)
-            one = np.concatenate([self._run(z[i : i + 1]) for i in range(2)])
-            ok = both.shape == one.shape and bool(np.allclose(both, one, rtol=1e-4, atol=1e-4))
-        except Exception as e:  # noqa: BLE001 - onnxruntime's errors have no common base; any failure means no
-            log.debug("%s: batched onnxruntime probe failed: %s", self.name, e)
-            ok = False
-        if not ok:
-            log.info("%s: the onnxruntime graph does not batch; running it one image at a time", self.name)
-        return ok
+        z = self._normalize(torch.rand(2, 3, *self.input_size, generator=torch.Generator().manual_seed(0))).numpy()
+        # onnxruntime's errors have no common base: any failure of the batched run means "one image at a time"
+        return batches_like_singles(self._run, z, name=self.name, graph="onnxruntime", errors=(Exception,))
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Raw embeddings ``(B, D)`` of RGB crops in ``[0, 1]``.
