@@ -19,7 +19,8 @@ cache; the JPEG encoded by the save), on the same models in the same run. ``--co
 with the verifiers on the other backend (onnxruntime vs PyTorch, :func:`nullswap.verdict.verifier_backend`; the
 default is ``NULLSWAP_VERIFY_BACKEND`` or ``auto``), interleaved run by run with the default rows; the verdicts of
 both are compared (largest cosine difference printed). ``--compare-speedups`` adds a row per photo with the NullSwap
-generator as loaded instead of its fused inference copy (:mod:`nullswap.protectors.nullswap.inference`), interleaved.
+generator as loaded instead of its fused inference copy (:mod:`nullswap.protectors.nullswap.inference`) and, where
+the generator runs in bfloat16 (``precision`` auto on a CPU with native bfloat16), one with it in float32, interleaved.
 Folders: ``--n`` copies of the shared JPEGs at their own size, and ``--n12`` copies of the 12-MP photo, through
 ``nullswap.batch.run_batch`` with prefetch and the writer thread (what ``nullswap protect DIR`` runs) and, for
 comparison, one photo at a time; photos/s and the process's peak RSS after each (``resource.getrusage``; the
@@ -176,7 +177,7 @@ def main() -> None:
     ap.add_argument(
         "--compare-speedups",
         action="store_true",
-        help="add rows with the generator as loaded (not fused for inference), interleaved",
+        help="add rows with the generator as loaded (not fused for inference) and in float32, interleaved",
     )
     ap.add_argument(
         "--verify-before",
@@ -255,6 +256,20 @@ def main() -> None:
                         q.generator = g
 
             variants["nullswap, generator unfused"] = unfused
+            if any(getattr(q, "precision", "fp32") == "bf16" for q in prots):
+
+                @contextlib.contextmanager
+                def fp32() -> Iterator[None]:
+                    old = [q.precision for q in prots]
+                    for q in prots:
+                        q.precision = "fp32"
+                    try:
+                        yield
+                    finally:
+                        for q, v in zip(prots, old, strict=True):
+                            q.precision = v
+
+                variants["nullswap, generator fp32"] = fp32
         if len(variants) > 1:  # interleaved run by run, so a change of the machine's load hits all alike
             for k, p in photos.items():
                 runs: dict[str, list[tuple[dict[str, float], int, str]]] = {label: [] for label in variants}
@@ -297,7 +312,7 @@ def main() -> None:
         if args.compare_speedups:
             print()
             print(f"speed-ups off -> on (interleaved, mean of {args.repeat}):")
-            for label in ("nullswap, generator unfused",):
+            for label in (v for v in variants if v in ("nullswap, generator unfused", "nullswap, generator fp32")):
                 for photo in photos:
                     b, a = rows[label][photo][0], rows["nullswap"][photo][0]
                     pairs = zip(COSINES["nullswap", photo], COSINES[label, photo], strict=True)

@@ -334,6 +334,9 @@ class PhotoProtector:
             training recognizers (:class:`~nullswap.protectors.nullswap.NullSwapProtector`); 0: the one pass alone.
         strip_gps: whether the outputs will be saved without GPS (``--keep-gps``: ``False``; settable later as the
             ``strip_gps`` attribute): the JPEG encoded for the verdict is then the one the save writes as is.
+        precision: method ``nullswap`` only: the generator's precision, ``fp32``, ``bf16`` or ``auto`` (default:
+            bfloat16 on a CPU that computes it natively, within 0.5/255 of float32; see
+            :func:`nullswap.protectors.nullswap.inference.resolve_precision`). The verdict scores what is written.
 
     Raises:
         InputError: bad strength, device or method/checkpoint combination.
@@ -358,6 +361,7 @@ class PhotoProtector:
         until_protected: bool | None = None,
         refine: int = 0,
         strip_gps: bool = True,
+        precision: str = "auto",
     ) -> None:
         from nullswap.protectors import create_protector
 
@@ -405,6 +409,8 @@ class PhotoProtector:
             self._kwargs["refine_blur"] = refine_blur
         if psnr_floor is not None:
             self._kwargs["psnr_floor"] = psnr_floor
+        if self.method == "nullswap":
+            self._kwargs["precision"] = precision
         self.protector = create_protector(self.method, strength=strength, **self._kwargs)
         self.protector.eval()
         self._protectors: dict[str, Any] = {strength: self.protector}
@@ -430,6 +436,8 @@ class PhotoProtector:
             self.settings["refine_blur"] = refine_blur
         if psnr_floor is not None:
             self.settings["psnr_floor"] = psnr_floor
+        if getattr(self.protector, "precision", "fp32") != "fp32":  # recorded only when not the float32 default
+            self.settings["precision"] = self.protector.precision
         #: seconds per stage (:data:`STAGES`) of the last photo
         self.timings: dict[str, float] = {}
         #: progress of the cloak, per pass over a photo's faces: ``(faces done, faces in the pass, strength)``, called

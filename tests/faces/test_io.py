@@ -194,3 +194,15 @@ def test_float_chw_is_exact_division_by_255():
     want = np.divide(arr[:, 2:].transpose(2, 0, 1), np.float32(255.0), dtype=np.float32)
     assert got.dtype == torch.float32 and got.shape == (3, _STRIP_ROWS + 37, 17)
     assert np.array_equal(got.numpy(), want)
+
+
+def test_float_chw_reads_a_read_only_array_without_warning():
+    import warnings
+
+    from nullswap.faces.io import _float_chw
+
+    arr = np.frombuffer(bytes(range(256)) * 3, dtype=np.uint8).reshape(16, 16, 3)  # read-only, as a decode can be
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = _float_chw(arr)
+    assert np.array_equal(got.numpy(), np.divide(arr.transpose(2, 0, 1), np.float32(255.0), dtype=np.float32))

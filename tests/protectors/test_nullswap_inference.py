@@ -61,3 +61,31 @@ def test_factory_fuses_and_keeps_outputs(tmp_path):
 def test_rejects_other_modules():
     with pytest.raises(InputError, match="expected a NullSwapGenerator, got Conv2d"):
         fuse_for_inference(nn.Conv2d(3, 3, 3))  # type: ignore[arg-type]
+
+
+def test_bf16_precision_stays_close_to_fp32(tmp_path):
+    """``precision="bf16"``: the generator under bfloat16 autocast, output float32 and within 1/255 of float32's."""
+    cfg = NullSwapConfig(image_size=64, **SMALL)
+    save_nullswap(tmp_path, _trained_like(cfg), cfg, {})
+    f32 = create_protector("nullswap", checkpoint=str(tmp_path), precision="fp32")
+    b16 = create_protector("nullswap", checkpoint=str(tmp_path), precision="bf16")
+    assert (f32.precision, b16.precision) == ("fp32", "bf16")
+    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(5))
+    ya = f32.protect(x, generator=torch.Generator().manual_seed(6))
+    yb = b16.protect(x, generator=torch.Generator().manual_seed(6))
+    assert yb.dtype == torch.float32 and yb.is_contiguous()
+    assert float((ya - x).abs().max()) > 2 / 255  # a real change to compare
+    assert float((ya - yb).abs().max()) < 1 / 255
+
+
+def test_precision_resolution(monkeypatch):
+    import nullswap.protectors.nullswap.inference as inference
+
+    assert inference.resolve_precision("fp32") == "fp32" and inference.resolve_precision("bf16") == "bf16"
+    assert isinstance(inference.native_bf16(), bool)  # reads /proc/cpuinfo (False off Linux)
+    monkeypatch.setattr(inference, "native_bf16", lambda: True)
+    assert inference.resolve_precision("auto", "cpu") == "bf16"
+    monkeypatch.setattr(inference, "native_bf16", lambda: False)
+    assert inference.resolve_precision("auto", "cpu") == "fp32"
+    with pytest.raises(InputError, match="precision: expected one of"):
+        inference.resolve_precision("fp16")

@@ -292,7 +292,9 @@ def _float_chw(arr: np.ndarray) -> torch.Tensor:
     """``(H,W,3)`` uint8 -> ``(3,H,W)`` float32 in [0,1] without full-size temporaries (exactly ``x / 255``)."""
     h, w = arr.shape[:2]
     out = torch.empty((3, h, w), dtype=torch.float32)
-    src = torch.from_numpy(arr)
+    with warnings.catch_warnings():  # a read-only decode (mmap, frombuffer) is only read here
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable", category=UserWarning)
+        src = torch.from_numpy(arr)
     for y in range(0, h, _STRIP_ROWS):  # in row strips, on torch's threads (2x numpy's one thread on 2 cores)
         o = out[:, y:y + _STRIP_ROWS]
         o.copy_(src[y:y + _STRIP_ROWS].permute(2, 0, 1))  # uint8 -> float32 straight from the HWC view: no temporary

@@ -5,6 +5,9 @@ is an affine map per channel with fixed running statistics, so it folds into the
 (``W' = W * g / sqrt(v + eps)``, ``b' = (b - m) g / sqrt(v + eps) + beta``): the same function with one pass over the
 activations fewer per block. The weights are then laid out channels-last, which oneDNN's CPU convolutions prefer.
 
+:func:`native_bf16` says whether the CPU computes bfloat16 natively (AVX512-BF16 / AMX); the protector can then run
+the generator's convolutions in bfloat16 (``precision="bf16"``; ``nullswap protect`` does where it is native).
+
 Choice (speed, issue 14; not in the paper): :func:`fuse_for_inference` is applied by the ``nullswap`` protector
 factory only. Training, the trainer's validation and checkpoints keep the unfused generator, so the fused copy is never
 saved. Outputs equal the unfused eval-mode generator's within float reassociation (max 1e-6 on [0, 1] images in
@@ -14,6 +17,9 @@ saved. Outputs equal the unfused eval-mode generator's within float reassociatio
 from __future__ import annotations
 
 import copy
+import functools
+import platform
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -23,7 +29,11 @@ from nullswap.errors import InputError
 from nullswap.protectors.nullswap.blocks import ConvBlock, DeConvBlock, SEResBlock
 from nullswap.protectors.nullswap.networks import NullSwapGenerator
 
-__all__ = ["fuse_for_inference", "is_fused"]
+__all__ = ["PRECISIONS", "fuse_for_inference", "is_fused", "native_bf16", "resolve_precision"]
+
+#: Generator precisions at inference: ``fp32``, ``bf16`` (autocast: convolutions in bfloat16, the output mapping in
+#: float32) and ``auto`` (``bf16`` where :func:`native_bf16`, else ``fp32``).
+PRECISIONS = ("fp32", "bf16", "auto")
 
 
 def _fold(conv: nn.Module, bn: nn.Module) -> nn.Conv2d:
@@ -73,3 +83,39 @@ def fuse_for_inference(generator: NullSwapGenerator, *, channels_last: bool = Tr
 def is_fused(generator: nn.Module) -> bool:
     """Whether ``generator`` came from :func:`fuse_for_inference`."""
     return bool(getattr(generator, "_nullswap_fused", False))
+
+
+@functools.cache
+def native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (``avx512_bf16`` or ``amx_bf16`` in ``/proc/cpuinfo``; Linux).
+
+    Elsewhere (other systems, or no such flags) ``False``: bfloat16 would then be emulated, slower than float32.
+    """
+    if platform.system() != "Linux":
+        return False
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    flags = set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            flags.update(line.split(":", 1)[-1].split())
+            break
+    return bool({"avx512_bf16", "amx_bf16"} & flags)
+
+
+def resolve_precision(precision: str, device: torch.device | str = "cpu") -> str:
+    """``fp32`` or ``bf16`` for ``precision`` (one of :data:`PRECISIONS`) on ``device``.
+
+    ``auto`` is ``bf16`` on a CPU with :func:`native_bf16`, else ``fp32`` (on CUDA too: there the generator's cost is
+    negligible beside the rest of a photo's work).
+
+    Raises:
+        InputError: unknown precision.
+    """
+    if precision not in PRECISIONS:
+        raise InputError(f"precision: expected one of {PRECISIONS}, got {precision!r}")
+    if precision != "auto":
+        return precision
+    return "bf16" if torch.device(device).type == "cpu" and native_bf16() else "fp32"
