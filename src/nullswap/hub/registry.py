@@ -211,16 +211,16 @@ register_weight(
     WeightSpec(
         name="nullswap-default",
         filename="model.safetensors",
-        sha256="bd534c532cb892f2f0cfde76f4146f19c2c773fa26c931690590fad0f921cc2b",
-        size=628728,
+        sha256="7872ac1b3dce373ca392be2b005eaaa2b9dc91adb56d406b0d48c9d67e83bbba",
+        size=2136600,
         license="non-commercial research (trained on CelebA crops, with InsightFace's non-commercial w600k_mbf as a "
         "training recognizer)",
-        provenance="nullswap project: configs/nullswap-cpu-default.yaml generator (150,334 parameters, 128 px), "
-        "trained 6,400 steps (3,600 at batch 8 on 2 CPU cores, 2,800 at batch 32 on one H200) on "
+        provenance="nullswap project: configs/nullswap-cpu-wide.yaml generator (525,430 parameters, 128 px), "
+        "trained 2,800 steps (1,050 at batch 32 on one H200, 1,750 at batch 8 on 2 CPU cores) on "
         "../shared/data/celeba train identities with arcface-mbf, "
         "mobilefacenet-casia, dlib-resnet29, faceplugin-512; MODEL_CARD.md",
         sources=(PackageSource("assets/nullswap-default/model.safetensors"),),
-        description="NullSwap generator shipped with the package (128 px; CPU, then GPU-trained)",
+        description="NullSwap generator shipped with the package (128 px, wide; GPU-, then CPU-trained)",
     )
 )
 
