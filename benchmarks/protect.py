@@ -138,6 +138,19 @@ def _patched(obj: object, attr: str, value: object) -> Iterator[None]:
             delattr(obj, attr)
 
 
+@contextlib.contextmanager
+def _patched_all(objs: list[object], attr: str, value: object) -> Iterator[None]:
+    """Set ``attr`` to ``value`` on every object of ``objs`` for the block (the old values come back)."""
+    old = [getattr(o, attr) for o in objs]
+    for o in objs:
+        setattr(o, attr, value)
+    try:
+        yield
+    finally:
+        for o, v in zip(objs, old, strict=True):
+            setattr(o, attr, v)
+
+
 def folder_rate(pp: PhotoProtector, sources: list[Path], out: Path, pipelined: bool) -> float:
     """Photos per second for a folder: the batch pipeline (prefetch + writer thread) or one photo at a time."""
     shutil.rmtree(out, ignore_errors=True)
@@ -244,32 +257,9 @@ def main() -> None:
             plain, _, _ = load_nullswap(args.checkpoint or DEFAULT_WEIGHTS_DIR)
             prots = [q for q in pp._protectors.values() if hasattr(q, "generator")]
 
-            @contextlib.contextmanager
-            def unfused() -> Iterator[None]:
-                old = [q.generator for q in prots]
-                for q in prots:
-                    q.generator = plain.eval()
-                try:
-                    yield
-                finally:
-                    for q, g in zip(prots, old, strict=True):
-                        q.generator = g
-
-            variants["nullswap, generator unfused"] = unfused
+            variants["nullswap, generator unfused"] = lambda: _patched_all(prots, "generator", plain.eval())
             if any(getattr(q, "precision", "fp32") == "bf16" for q in prots):
-
-                @contextlib.contextmanager
-                def fp32() -> Iterator[None]:
-                    old = [q.precision for q in prots]
-                    for q in prots:
-                        q.precision = "fp32"
-                    try:
-                        yield
-                    finally:
-                        for q, v in zip(prots, old, strict=True):
-                            q.precision = v
-
-                variants["nullswap, generator fp32"] = fp32
+                variants["nullswap, generator fp32"] = lambda: _patched_all(prots, "precision", "fp32")
         if len(variants) > 1:  # interleaved run by run, so a change of the machine's load hits all alike
             for k, p in photos.items():
                 runs: dict[str, list[tuple[dict[str, float], int, str]]] = {label: [] for label in variants}

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from nullswap.datasets.faces import AlignedFaces, identity_disjoint_split, scan_faces
+from _validation import validation_crops
 from nullswap.protectors.base import create_protector
 from nullswap.recognizers.ensemble import RecognizerEnsemble
 from nullswap.recognizers.thresholds import verification_threshold
@@ -46,10 +46,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    recs = scan_faces(args.data, "identity-folders")
-    val = identity_disjoint_split(recs, (0.8, 0.1, 0.1), seed=0)["val"]
-    faces = AlignedFaces(val, template="protector-128", detector="mtcnn")
-    x = torch.stack([faces[i][0] for i in range(min(args.n, len(faces)))])
+    x = validation_crops(args.data, args.n)
     ens = RecognizerEnsemble(list(NAMES), source_template="protector-128").eval()
     thr = [verification_threshold(n) for n in NAMES]
     prot = create_protector("nullswap", checkpoint=args.checkpoint, psnr_floor=None)
