@@ -14,6 +14,7 @@ from nullswap.errors import InputError
 from nullswap.losses.adversarial import generator_adversarial_loss
 from nullswap.losses.dlw import IdentityLossAggregator
 from nullswap.losses.identity import identity_cosines, threshold_hinge, threshold_target
+from nullswap.losses.masking import masked_luma_loss, masking_config
 from nullswap.losses.reconstruction import MSE_FORMS, chroma_loss, mse_loss, perceptual_loss
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,12 @@ class NullSwapLoss:
         lambda_chroma: weight of :func:`~nullswap.losses.reconstruction.chroma_loss`, divided by the PSNR floor's
             MSE budget (``10^(-floor/10)``, or 1e-4 without a floor) so that 1.0 means "chroma energy as large as
             the whole budget costs 1".
+        lambda_masked: weight of :func:`~nullswap.losses.masking.masked_luma_loss` (the luminance change weighted by
+            the contrast-masking rule: flat skin counts fully, brows, hair and edges much less), divided by the same
+            budget as ``lambda_chroma``. Not in the paper; Choice, from issue 12's montages (a mottle on the smooth
+            skin of large faces that MSE and ST-LPIPS do not see). 0 = off (the reference recipe).
+        masking: ``contrast`` / ``exponent`` / ``window`` of that rule (defaults
+            :data:`~nullswap.losses.masking.DEFAULT_MASKING`).
         perceptual_images: compute Eq. 9 on only the first ``k`` images of each batch (an unbiased estimate of the
             batch mean at ``k/B`` of the cost: ST-LPIPS is the most expensive term on a CPU); 0 = all.
         recognizers_per_step: identity term on a random ``k`` of the ``c`` recognizers each step (a stochastic
@@ -109,6 +116,8 @@ class NullSwapLoss:
         margin: float = 0.5,
         thresholds: dict[str, float] | None = None,
         lambda_chroma: float = 0.0,
+        lambda_masked: float = 0.0,
+        masking: dict[str, Any] | None = None,
         perceptual_images: int = 0,
         recognizers_per_step: int = 0,
         subset_seed: int = 0,
@@ -145,6 +154,10 @@ class NullSwapLoss:
         if isinstance(lambda_chroma, bool) or not isinstance(lambda_chroma, int | float) or lambda_chroma < 0:
             raise InputError(f"lambda_chroma: expected a number >= 0, got {lambda_chroma!r}")
         self.lambda_chroma = float(lambda_chroma)
+        if isinstance(lambda_masked, bool) or not isinstance(lambda_masked, int | float) or lambda_masked < 0:
+            raise InputError(f"lambda_masked: expected a number >= 0, got {lambda_masked!r}")
+        self.lambda_masked = float(lambda_masked)
+        self.masking = masking_config(masking)
         if isinstance(perceptual_images, bool) or not isinstance(perceptual_images, int) or perceptual_images < 0:
             raise InputError(f"perceptual_images: expected an int >= 0, got {perceptual_images!r}")
         self.perceptual_images = perceptual_images
@@ -168,7 +181,7 @@ class NullSwapLoss:
         cfg = dict(loss_cfg or {})
         known = {"lambda_id", "lambda_mse", "lambda_lpips", "lambda_d", "strategy", "index", "dlw", "sync_ranks",
                  "mse_form", "psnr_floor", "lambda_floor", "identity", "margin", "thresholds", "lambda_chroma",
-                 "perceptual_images", "recognizers_per_step", "subset_seed"}
+                 "lambda_masked", "masking", "perceptual_images", "recognizers_per_step", "subset_seed"}
         unknown = sorted(set(cfg) - known)
         if unknown:
             raise InputError(f"nullswap loss config: expected keys among {sorted(known)}, got unknown {unknown}")
@@ -245,6 +258,11 @@ class NullSwapLoss:
             budget = 10.0 ** (-self.psnr_floor / 10.0) if self.psnr_floor is not None else 1e-4
             l_chroma = chroma_loss(clean, protected)
             total = total + self.lambda_chroma * l_chroma / budget
+        l_masked = zero
+        if self.lambda_masked > 0:
+            budget = 10.0 ** (-self.psnr_floor / 10.0) if self.psnr_floor is not None else 1e-4
+            l_masked = masked_luma_loss(clean, protected, **self.masking)
+            total = total + self.lambda_masked * l_masked / budget
         l_adv = zero
         if fake_logits is not None:
             l_adv = generator_adversarial_loss(fake_logits)
@@ -253,7 +271,7 @@ class NullSwapLoss:
         comps = {"loss/total": float(total.detach()), "loss/id": float(l_id.detach()),
                  "loss/mse": float(l_mse.detach()), "loss/lpips": float(l_lpips.detach()),
                  "loss/adv": float(l_adv.detach()), "loss/floor": float(l_floor.detach()),
-                 "loss/chroma": float(l_chroma.detach())}
+                 "loss/chroma": float(l_chroma.detach()), "loss/masked": float(l_masked.detach())}
         for j, (i, v, w) in enumerate(zip(chosen, values, weights, strict=True)):
             name = self.names[i]
             comps[f"id/{name}"] = float(v)
