@@ -88,7 +88,7 @@ def test_auto_recipe_follows_the_packaged_config(tmp_path, monkeypatch, meta, ex
 
 
 def test_auto_uses_the_packaged_refine_and_floor(tmp_path, monkeypatch):
-    from nullswap.protection import PhotoProtector
+    from nullswap.protection import PhotoProtector, auto_recipe
 
     _packaged_with_meta(tmp_path, monkeypatch, auto={"refine": 10, "psnr_floor": 36.5})
     pp = PhotoProtector("auto", verify=False)
@@ -104,3 +104,10 @@ def test_auto_uses_the_packaged_refine_and_floor(tmp_path, monkeypatch):
     pp = PhotoProtector("auto", verify=False)
     assert pp.protector.refine_blur == 1.0 and pp.settings["refine_blur"] == 1.0
     assert pp.protector_at("high").refine_blur == 1.0  # the redo at high keeps the recipe
+    assert pp.protector.refine_space == "rgb" and "refine_space" not in pp.settings
+    _packaged_with_meta(tmp_path, monkeypatch, auto={"refine": 10, "psnr_floor": 36.5, "refine_space": "masked-luma"})
+    pp = PhotoProtector("auto", verify=False)
+    assert pp.protector.refine_space == "masked-luma" and pp.settings["refine_space"] == "masked-luma"
+    assert pp.protector_at("high").refine_space == "masked-luma"
+    _packaged_with_meta(tmp_path, monkeypatch, auto={"refine": 10, "refine_space": "lab"})  # unknown: ignored
+    assert "refine_space" not in auto_recipe()

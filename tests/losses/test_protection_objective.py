@@ -184,3 +184,43 @@ def test_refine_steps_lower_the_cosine_within_the_budget():
     for bad in (-1.0, float("nan"), float("inf"), True, "1"):
         with pytest.raises(InputError, match="refine_blur"):
             NullSwapProtector(gen, cfg, refine=2, refine_recognizers=ens, refine_blur=bad)
+
+
+def test_masked_luma_refine_moves_luminance_where_the_texture_is():
+    """refine_space="masked-luma": the steps add no BT.601 chroma and go mostly where the clean crop is textured."""
+    from nullswap.losses.masking import masking_weights
+    from nullswap.protectors.nullswap import NullSwapProtector
+
+    torch.manual_seed(0)
+    cfg = NullSwapConfig(L=1, M=1, N=1, image_size=128, id_channels=8, perturb_channels=8, feature_channels=8,
+                         cloak_channels=8, max_delta=6.0)
+    gen = NullSwapGenerator(cfg).eval()
+    ens = RecognizerEnsemble([TinyRecognizer(0), TinyRecognizer(1)], source_template="protector-128")
+    x = torch.full((2, 3, 128, 128), 0.5)
+    x[..., 64:] = torch.rand(2, 3, 128, 64, generator=torch.Generator().manual_seed(3)) * 0.6 + 0.2  # right: texture
+    one = NullSwapProtector(gen, cfg, psnr_floor=30.0).protect(x, generator=torch.Generator().manual_seed(0))
+    kw = dict(psnr_floor=30.0, refine=5, refine_recognizers=ens)
+    rgb = NullSwapProtector(gen, cfg, **kw).protect(x, generator=torch.Generator().manual_seed(0))
+    luma = NullSwapProtector(gen, cfg, refine_space="masked-luma", **kw).protect(
+        x, generator=torch.Generator().manual_seed(0))
+
+    def cos(y):
+        return float(sum(F.cosine_similarity(a, b, dim=1).mean() for a, b in zip(ens(x), ens(y), strict=True)))
+
+    assert cos(luma) < cos(one)  # it still attacks
+    radius = (x[0].numel() * 10 ** (-30.0 / 10)) ** 0.5
+    assert float((luma - x).flatten(1).norm(dim=1).max()) <= radius * (1 + 1e-4)  # the same L2 ball / PSNR floor
+    # the refinement adds no colour to the one pass's change (the L2 projection can only shrink it), plain RGB steps do
+    chroma = torch.tensor([[-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]])
+    c_luma = torch.einsum("kc,bchw->bkhw", chroma, luma - x).pow(2).mean()
+    c_rgb = torch.einsum("kc,bchw->bkhw", chroma, rgb - x).pow(2).mean()
+    c_one = torch.einsum("kc,bchw->bkhw", chroma, one - x).pow(2).mean()
+    assert c_luma <= c_one * (1 + 1e-3)
+    assert c_rgb > c_one
+    # and it goes where the clean crop is textured (away from the seam between the halves)
+    w = masking_weights(x)
+    assert float(w[..., :56].mean()) > 0.99 and float(w[..., 72:].mean()) < 0.3
+    extra = (luma - one).pow(2).sum(1)
+    assert float(extra[..., 72:].mean()) > 2 * float(extra[..., :56].mean())
+    with pytest.raises(InputError, match="refine_space"):
+        NullSwapProtector(gen, cfg, refine_space="lab", **kw)
