@@ -13,29 +13,38 @@ training recognizers, with:
 * ``sS``: the blur's sigma (default 1; kernel ``2 ceil(2 sigma) + 1``);
 * ``ti``: translation-invariant gradient (Dong et al. 2019): the gradient convolved with a 5x5 Gaussian, sigma 1.5;
 * ``fa``: faceapi-resnet29 added to the attacked ensemble;
-* ``gn``: each recognizer's gradient normalised per image before the sum.
+* ``gn``: each recognizer's gradient normalised per image before the sum;
+* ``luma``: the protector's ``refine_space="luma"`` steps (luminance only; combinable with ``alt``);
+* ``mluma``: ``refine_space="masked-luma"`` (luminance only, larger where the clean crop's texture masks them).
 
 Every variant sees the same crops (``--probes`` spread over the ``--split`` identities of the training split, seed 0)
 and the same generator noise (batch ``i`` seeded ``i``). Printed per variant: PSNR, seconds per crop, the share of
 crops whose cosine to their own clean crop is below each recognizer's LFW best-accuracy threshold (training
-recognizers first, then the unseen human-models ones) and the mean cosines. MODEL_CARD.md has the session-7 table.
+recognizers first, then the unseen human-models ones), the mean cosines, and two visibility proxies of the whole
+change: its BT.601 chroma RMS and its luminance RMS on flat pixels (contrast-masking weight > 0.8, i.e. local
+luminance std below ~0.016: cheeks, forehead), both in 1/255. MODEL_CARD.md has the session-7 table.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import kornia
 import torch
 import torch.nn.functional as F
 
 from nullswap.evaluation.harness import load_eval_set
+from nullswap.losses.masking import masking_weights
 from nullswap.protectors import create_protector
 from nullswap.protectors.nullswap.protector import blurred_copy
 from nullswap.recognizers.ensemble import RecognizerEnsemble
 from nullswap.recognizers.thresholds import verification_thresholds
 
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+_CHROMA = torch.tensor([[-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]])  # BT.601 Cb, Cr rows
+_LUMA = torch.tensor([0.299, 0.587, 0.114])
 MEASURED = ["arcface-mbf", "mobilefacenet-casia", "dlib-resnet29", "faceplugin-512", "human-mobilefacenet",
             "human-mobileface", "human-faceres"]
 
@@ -93,13 +102,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--probes", type=int, default=64)
     ap.add_argument("--split", default="val")
+    ap.add_argument("--data", default=str(SHARED / "data" / "celeba"))
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--checkpoint", default=None, help="NullSwap checkpoint folder (default: the packaged model)")
     ap.add_argument("--variants", default="r10f36.5,r10f36.5+alt")
     args = ap.parse_args()
     torch.manual_seed(0)
     torch.set_num_threads(args.threads)
-    es = load_eval_set("../shared/data/celeba", split=args.split, template="protector-128", max_probes=args.probes)
+    es = load_eval_set(args.data, split=args.split, template="protector-128", max_probes=args.probes)
     x = torch.stack([es.faces[i][0] if isinstance(es.faces[i], tuple) else es.faces[i] for i in es.probes]).float()
     if x.max() > 1.5:
         x = x / 255
@@ -107,14 +117,19 @@ def main() -> None:
     ev = RecognizerEnsemble(MEASURED, source_template="protector-128").eval()
     with torch.no_grad():
         clean = ev(x)
+    flat = masking_weights(x) > 0.8
+    print(f"flat pixels (masking weight > 0.8): {float(flat.float().mean()) * 100:.0f} %")
     print(f"{len(x)} {args.split} probes; thresholds " + " ".join(f"{n} {thr[n]:.3f}" for n in MEASURED), flush=True)
     for v in args.variants.split(","):
         base, *flags = v.split("+")
         k, _, floor = base.partition("f")
         sigma = _sigma(set(flags))
-        shipped = set(flags) <= {"alt", f"s{sigma:g}", f"s{sigma}"}  # plain or refine_blur: the protector's own steps
+        # plain, refine_blur or refine_space: the protector's own steps
+        shipped = set(flags) <= {"alt", "luma", "mluma", f"s{sigma:g}", f"s{sigma}"}
         prot = create_protector("nullswap", checkpoint=args.checkpoint, psnr_floor=float(floor) if floor else "auto",
-                                refine=int(k[1:]), refine_blur=sigma if shipped and "alt" in flags else 0.0)
+                                refine=int(k[1:]), refine_blur=sigma if shipped and "alt" in flags else 0.0,
+                                refine_space=next((sp for f, sp in (("mluma", "masked-luma"), ("luma", "luma"))
+                                                   if f in flags), "rgb"))
         if prot.refine and not shipped:
             with_variant(prot, set(flags))
         t = time.time()
@@ -125,8 +140,13 @@ def main() -> None:
         with torch.no_grad():
             cos = [F.cosine_similarity(e, c, dim=1) for e, c in zip(ev(y), clean, strict=True)]
         below = [float((c < thr[n]).float().mean()) * 100 for n, c in zip(MEASURED, cos, strict=True)]
+        d = y - x
+        chroma = float(torch.einsum("kc,bchw->bkhw", _CHROMA, d).pow(2).mean().sqrt()) * 255
+        dy = (d * _LUMA.view(1, 3, 1, 1)).sum(1, keepdim=True)
+        flat_rms = float(dy.pow(2)[flat].mean().sqrt()) * 255
         print(f"{v:22s} {psnr:.2f} dB {dt:.2f}s/crop below% " + " ".join(f"{b:3.0f}" for b in below)
-              + " | cos " + " ".join(f"{float(c.mean()):.3f}" for c in cos), flush=True)
+              + " | cos " + " ".join(f"{float(c.mean()):.3f}" for c in cos)
+              + f" | chroma RMS {chroma:.2f} flat-luma RMS {flat_rms:.2f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -252,7 +252,7 @@ def auto_recipe() -> dict[str, Any]:
             out["psnr_floor"] = floor
         if "refine" in out and blur is not None and blur > 0:
             out["refine_blur"] = blur
-        if "refine" in out and auto.get("refine_space") in ("rgb", "masked-luma"):
+        if "refine" in out and auto.get("refine_space") in ("rgb", "luma", "masked-luma"):
             out["refine_space"] = auto["refine_space"]
         return out
     return {"method": "nullswap" if isinstance(meta, dict) and meta.get("default_ok") is True else "pgd"}

@@ -217,6 +217,10 @@ def test_masked_luma_refine_moves_luminance_where_the_texture_is():
     c_one = torch.einsum("kc,bchw->bkhw", chroma, one - x).pow(2).mean()
     assert c_luma <= c_one * (1 + 1e-3)
     assert c_rgb > c_one
+    plain = NullSwapProtector(gen, cfg, refine_space="luma", **kw).protect(
+        x, generator=torch.Generator().manual_seed(0))
+    assert torch.einsum("kc,bchw->bkhw", chroma, plain - x).pow(2).mean() <= c_one * (1 + 1e-3)
+    assert cos(plain) < cos(one)
     # and it goes where the clean crop is textured (away from the seam between the halves)
     w = masking_weights(x)
     assert float(w[..., :56].mean()) > 0.99 and float(w[..., 72:].mean()) < 0.3

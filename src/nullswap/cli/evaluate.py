@@ -43,9 +43,10 @@ def _build(spec: str, strength: str, device: str, attack_recognizers: list[str] 
     if m:
         guard = float(m.group(1)) if m.group(1) else "auto"
         spec = spec[: m.start()]
-    luma = spec.endswith("+luma")  # "CHECKPOINT+refine10+blur1+luma": masked-luminance refine steps
-    if luma:
-        spec = spec[: -len("+luma")]
+    # "CHECKPOINT+refine10+blur1+luma": luminance-only refine steps; "+mluma": also scaled by texture masking
+    space = next((sp for suffix, sp in (("+mluma", "masked-luma"), ("+luma", "luma")) if spec.endswith(suffix)), "rgb")
+    if space != "rgb":
+        spec = spec[: spec.rindex("+")]
     b = _BLUR_SUFFIX.search(spec)  # "CHECKPOINT+refine5+blur1": the refine steps' objective adds a blurred copy
     blur = float(b.group(1)) if b else 0.0
     if b:
@@ -58,12 +59,12 @@ def _build(spec: str, strength: str, device: str, attack_recognizers: list[str] 
         kw: dict = {"refine": int(refine)} if refine else {}
         if blur:
             kw["refine_blur"] = blur
-        if luma:
-            kw["refine_space"] = "masked-luma"
+        if space != "rgb":
+            kw["refine_space"] = space
         if kind == "nullswap":  # raw generator numbers unless the guard is asked for (reported separately)
             kw["psnr_floor"] = guard
         name = (f"{kind}[{label}]" + (f"+refine{int(refine)}" if refine else "") + (f"+blur{blur:g}" if blur else "")
-                + ("+luma" if luma else "")
+                + {"rgb": "", "luma": "+luma", "masked-luma": "+mluma"}[space]
                 + ("" if guard is None else "+guard" if guard == "auto" else f"+guard{guard:g}"))
         return name, create_protector(kind, checkpoint=str(path), strength=strength, device=device, **kw)
     kwargs = {"strength": strength, "device": device}
@@ -82,9 +83,9 @@ def evaluate(
                                                 "raw (no inference guard); '+refineK' adds K attack steps "
                                                 "(runs/x/export+refine5), '+blurS' adds a sigma-S blurred copy to "
                                                 "their objective (+refine10+blur1), '+luma' makes those steps "
-                                                "change luminance only, larger where the texture masks them "
-                                                "(+refine10+blur1+luma), '+guard' applies protect's PSNR-floor "
-                                                "guard, '+guard36.5' the guard at 36.5 dB.")],
+                                                "change luminance only (+refine10+blur1+luma), '+mluma' also "
+                                                "larger where the texture masks them, '+guard' applies protect's "
+                                                "PSNR-floor guard, '+guard36.5' the guard at 36.5 dB.")],
     data: Annotated[Path, typer.Option(help="Dataset root (identity folders: LFW, CelebA crops).")],
     recognizers: Annotated[str, typer.Option(help="Comma-separated recognizers to measure.")] =
     "dlib-resnet29,mobilefacenet-casia,faceapi-resnet29,faceplugin-512,human-mobilefacenet,human-mobileface,"

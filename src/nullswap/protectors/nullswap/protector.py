@@ -22,7 +22,7 @@ from nullswap.protectors.nullswap.inference import fuse_for_inference, is_fused,
 __all__ = ["REFINE_SPACES", "NullSwapProtector", "blurred_copy"]
 
 #: Where the refinement steps may change the crop (``NullSwapProtector(refine_space=...)``).
-REFINE_SPACES = ("rgb", "masked-luma")
+REFINE_SPACES = ("rgb", "luma", "masked-luma")
 
 
 def blurred_copy(y: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -64,14 +64,14 @@ class NullSwapProtector(Protector):
             summing both terms at every step, which costs twice as much and fooled the unseen recognizers no more
             often; MODEL_CARD.md). The kernel is ``2 ceil(2 sigma) + 1`` wide. 0 = off (the plain objective).
         refine_space: where the refinement's steps go. ``"rgb"`` (default): the plain gradient, any colour, any
-            place. ``"masked-luma"``: steepest descent in a visibility metric instead of the plain L2 one (Choice,
-            issue 12: the montage shows that the refinement, not the one pass, adds the coloured mottle on large
-            faces): the steps change luminance only (equal amounts on R, G, B leave BT.601 Cb/Cr unchanged; the
-            gradient with respect to luminance is the sum of the three channels' gradients) and each pixel's step is
+            place. ``"luma"``: luminance only (equal amounts on R, G, B leave BT.601 Cb/Cr unchanged; the gradient
+            with respect to luminance is the sum of the three channels' gradients). ``"masked-luma"``: steepest
+            descent in a visibility metric instead of the plain L2 one: luminance only, and each pixel's step is
             divided by :func:`~nullswap.losses.masking.masking_weights` of the clean crop (contrast masking: larger
-            steps on brows, eyes, hairline and edges, smaller on flat skin). The same L2 ball and PSNR guard bound
-            the result, so only the placement changes (without a floor the signed steps are luminance-only but not
-            masked: a sign ignores the scaling).
+            steps on brows, eyes, hairline and edges, smaller on flat skin). Choice (issue 12): the montage shows that
+            the refinement, not the one pass, adds the coloured mottle on large faces. The same L2 ball and PSNR guard
+            bound the result, so only the placement changes (without a floor the signed steps are luminance-only but
+            not masked: a sign ignores the scaling).
         precision: ``"fp32"`` (default) or ``"bf16"``: the generator under ``torch.autocast`` in bfloat16 (its
             convolutions; the output mapping, guard and refinement stay float32). Choice (speed, issue 14): on a CPU
             with native bfloat16 the one pass is 1.3-2x faster and its output within 0.5/255 of float32's
@@ -195,6 +195,8 @@ class NullSwapProtector(Protector):
                 from nullswap.losses.masking import masking_weights  # lazy: the losses package is for training
 
                 inv_w = 1.0 / masking_weights(x)
+            elif self.refine_space == "luma":
+                inv_w = torch.ones_like(x[:, :1])
         with torch.enable_grad():
             for step in range(self.refine):
                 y = y.detach().requires_grad_(True)
