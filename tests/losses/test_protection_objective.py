@@ -133,14 +133,19 @@ def test_recognizers_per_step_draws_subsets_and_resumes():
         NullSwapLoss(ens.names, strategy="average", recognizers_per_step=5)
 
 
-def test_refine_steps_lower_the_cosine_within_the_budget():
-    from nullswap.protectors.nullswap import NullSwapProtector
-
+def _refine_setup():
+    """A tiny 128-px generator (cap 6/255) and a two-recognizer ensemble for the refine-step tests."""
     torch.manual_seed(0)
     cfg = NullSwapConfig(L=1, M=1, N=1, image_size=128, id_channels=8, perturb_channels=8, feature_channels=8,
                          cloak_channels=8, max_delta=6.0)
     gen = NullSwapGenerator(cfg).eval()
-    ens = RecognizerEnsemble([TinyRecognizer(0), TinyRecognizer(1)], source_template="protector-128")
+    return cfg, gen, RecognizerEnsemble([TinyRecognizer(0), TinyRecognizer(1)], source_template="protector-128")
+
+
+def test_refine_steps_lower_the_cosine_within_the_budget():
+    from nullswap.protectors.nullswap import NullSwapProtector
+
+    cfg, gen, ens = _refine_setup()
     x = torch.rand(3, 3, 128, 128, generator=torch.Generator().manual_seed(2))
     g = torch.Generator().manual_seed(0)
     one = NullSwapProtector(gen, cfg, psnr_floor=30.0).protect(x, generator=g)
@@ -191,11 +196,7 @@ def test_masked_luma_refine_moves_luminance_where_the_texture_is():
     from nullswap.losses.masking import masking_weights
     from nullswap.protectors.nullswap import NullSwapProtector
 
-    torch.manual_seed(0)
-    cfg = NullSwapConfig(L=1, M=1, N=1, image_size=128, id_channels=8, perturb_channels=8, feature_channels=8,
-                         cloak_channels=8, max_delta=6.0)
-    gen = NullSwapGenerator(cfg).eval()
-    ens = RecognizerEnsemble([TinyRecognizer(0), TinyRecognizer(1)], source_template="protector-128")
+    cfg, gen, ens = _refine_setup()
     x = torch.full((2, 3, 128, 128), 0.5)
     x[..., 64:] = torch.rand(2, 3, 128, 64, generator=torch.Generator().manual_seed(3)) * 0.6 + 0.2  # right: texture
     one = NullSwapProtector(gen, cfg, psnr_floor=30.0).protect(x, generator=torch.Generator().manual_seed(0))
