@@ -1,7 +1,7 @@
 """Whole-photo look of a cloak at 1:1: clean / protected / 10x difference for faces of about 100, 250 and 600 px.
 
 Usage: python benchmarks/montage.py [--checkpoint DIR] [--method nullswap|pgd|auto] [--strength mid] [--refine K]
-       [--refine-space rgb|luma|masked-luma]
+       [--refine-chroma C] [--refine-masking]
        [--out docs/img] [--name NAME] [--photo ../shared/data/photos/obama1.jpg] [--sizes 100,250,600]
 
 The photo is resized so its (first) detected face box is about each requested width, protected with the full
@@ -45,8 +45,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--refine", type=int, default=0, help="method nullswap: K refinement steps (auto: the packaged "
                     "model's own setting unless given)")
-    ap.add_argument("--refine-space", default=None, choices=["rgb", "luma", "masked-luma"],
-                    help="where the refine steps go (NullSwapProtector refine_space; default: the recipe's)")
+    ap.add_argument("--refine-chroma", type=float, default=None,
+                    help="factor on the refine steps' colour part (NullSwapProtector refine_chroma; default: recipe's)")
+    ap.add_argument("--refine-masking", action="store_true", help="contrast-masked refine steps (refine_masking)")
     ap.add_argument("--name", default=None, help="file name part (default: the method)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -61,9 +62,10 @@ def main() -> None:
     face_w = float(box[2] - box[0])
     prot = PhotoProtector(args.method, checkpoint=args.checkpoint, strength=args.strength, seed=0, verify=False,
                           until_protected=False, **({"refine": args.refine} if args.refine else {}))
-    if args.refine_space is not None:  # the one strength used here: set it on that protector
-        prot.protector.refine_space = args.refine_space
-        prot.settings["refine_space"] = args.refine_space
+    if args.refine_chroma is not None:  # the one strength used here: set it on that protector
+        prot.protector.refine_chroma = prot.settings["refine_chroma"] = args.refine_chroma
+    if args.refine_masking:
+        prot.protector.refine_masking = prot.settings["refine_masking"] = True
     print(f"photo {args.photo}: face {face_w:.0f} px wide; method {args.method} ({args.checkpoint or 'default'}), "
           f"strength {args.strength}, settings {prot.settings}")
     for size in (int(s) for s in args.sizes.split(",")):

@@ -14,8 +14,9 @@ training recognizers, with:
 * ``ti``: translation-invariant gradient (Dong et al. 2019): the gradient convolved with a 5x5 Gaussian, sigma 1.5;
 * ``fa``: faceapi-resnet29 added to the attacked ensemble;
 * ``gn``: each recognizer's gradient normalised per image before the sum;
-* ``luma``: the protector's ``refine_space="luma"`` steps (luminance only; combinable with ``alt``);
-* ``mluma``: ``refine_space="masked-luma"`` (luminance only, larger where the clean crop's texture masks them).
+* ``cC``: the protector's ``refine_chroma=C`` (the steps' colour part times C; ``c0`` = luminance only);
+* ``mask``: the protector's ``refine_masking`` (the steps' grey part larger where the crop's texture masks it); both
+  combinable with ``alt``.
 
 Every variant sees the same crops (``--probes`` spread over the ``--split`` identities of the training split, seed 0)
 and the same generator noise (batch ``i`` seeded ``i``). Printed per variant: PSNR, seconds per crop, the share of
@@ -124,12 +125,12 @@ def main() -> None:
         base, *flags = v.split("+")
         k, _, floor = base.partition("f")
         sigma = _sigma(set(flags))
-        # plain, refine_blur or refine_space: the protector's own steps
-        shipped = set(flags) <= {"alt", "luma", "mluma", f"s{sigma:g}", f"s{sigma}"}
+        # plain, refine_blur or refine_chroma, refine_masking: the protector's own steps
+        chroma = next((float(f[1:]) for f in flags if f.startswith("c") and f[1:].replace(".", "").isdigit()), 1.0)
+        shipped = set(flags) <= {"alt", "mask", f"s{sigma:g}", f"s{sigma}", f"c{chroma:g}", f"c{chroma}"}
         prot = create_protector("nullswap", checkpoint=args.checkpoint, psnr_floor=float(floor) if floor else "auto",
                                 refine=int(k[1:]), refine_blur=sigma if shipped and "alt" in flags else 0.0,
-                                refine_space=next((sp for f, sp in (("mluma", "masked-luma"), ("luma", "luma"))
-                                                   if f in flags), "rgb"))
+                                refine_chroma=chroma, refine_masking="mask" in flags)
         if prot.refine and not shipped:
             with_variant(prot, set(flags))
         t = time.time()

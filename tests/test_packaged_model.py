@@ -104,10 +104,13 @@ def test_auto_uses_the_packaged_refine_and_floor(tmp_path, monkeypatch):
     pp = PhotoProtector("auto", verify=False)
     assert pp.protector.refine_blur == 1.0 and pp.settings["refine_blur"] == 1.0
     assert pp.protector_at("high").refine_blur == 1.0  # the redo at high keeps the recipe
-    assert pp.protector.refine_space == "rgb" and "refine_space" not in pp.settings
-    _packaged_with_meta(tmp_path, monkeypatch, auto={"refine": 10, "psnr_floor": 36.5, "refine_space": "masked-luma"})
+    assert pp.protector.refine_chroma == 1.0 and "refine_chroma" not in pp.settings
+    _packaged_with_meta(tmp_path, monkeypatch, auto={"refine": 10, "psnr_floor": 36.5, "refine_chroma": 0.5,
+                                                      "refine_masking": True})
     pp = PhotoProtector("auto", verify=False)
-    assert pp.protector.refine_space == "masked-luma" and pp.settings["refine_space"] == "masked-luma"
-    assert pp.protector_at("high").refine_space == "masked-luma"
-    _packaged_with_meta(tmp_path, monkeypatch, auto={"refine": 10, "refine_space": "lab"})  # unknown: ignored
-    assert "refine_space" not in auto_recipe()
+    assert pp.protector.refine_chroma == 0.5 and pp.settings["refine_chroma"] == 0.5
+    assert pp.protector.refine_masking and pp.settings["refine_masking"] is True
+    assert pp.protector_at("high").refine_chroma == 0.5  # the redo at high keeps the recipe
+    # malformed values are ignored
+    _packaged_with_meta(tmp_path, monkeypatch, auto={"refine": 10, "refine_chroma": 2, "refine_masking": "yes"})
+    assert "refine_chroma" not in auto_recipe() and "refine_masking" not in auto_recipe()

@@ -221,11 +221,11 @@ def auto_recipe() -> dict[str, Any]:
     The packaged model's ``config.json`` says when it may replace PGD (MODEL_CARD.md has the measurements):
 
     * ``meta.default_ok: true``: the one pass alone protects -> ``{"method": "nullswap"}``;
-    * ``meta.auto: {"refine": K, "psnr_floor": dB, "refine_blur": sigma, "refine_space": space, ...}``: the model
-      *with* ``K`` refinement steps under a PSNR floor of ``dB`` (and, if given, the blurred copy in their objective
-      and where the steps go, see :data:`~nullswap.protectors.nullswap.protector.REFINE_SPACES`) protects ->
-      ``{"method": "nullswap", "refine": K, "psnr_floor": dB, "refine_blur": sigma, "refine_space": space}`` (other
-      keys, such as the evidence, are documentation);
+    * ``meta.auto: {"refine": K, "psnr_floor": dB, "refine_blur": sigma, "refine_chroma": c, "refine_masking": b,
+      ...}``: the model *with* ``K`` refinement steps under a PSNR floor of ``dB`` (and, if given, the blurred copy
+      in their objective, the factor on their colour part and contrast masking, see
+      :class:`~nullswap.protectors.nullswap.NullSwapProtector`) protects -> ``{"method": "nullswap", "refine": K,
+      "psnr_floor": dB, ...}`` with those keys (other keys, such as the evidence, are documentation);
     * neither, no packaged model or an unreadable config -> ``{"method": "pgd"}``.
 
     Choice: a shipped model that measurably does not push faces below the recognizers' thresholds (see
@@ -252,8 +252,11 @@ def auto_recipe() -> dict[str, Any]:
             out["psnr_floor"] = floor
         if "refine" in out and blur is not None and blur > 0:
             out["refine_blur"] = blur
-        if "refine" in out and auto.get("refine_space") in ("rgb", "luma", "masked-luma"):
-            out["refine_space"] = auto["refine_space"]
+        chroma = number("refine_chroma")
+        if "refine" in out and chroma is not None and 0.0 <= chroma <= 1.0:
+            out["refine_chroma"] = chroma
+        if "refine" in out and auto.get("refine_masking") is True:
+            out["refine_masking"] = True
         return out
     return {"method": "nullswap" if isinstance(meta, dict) and meta.get("default_ok") is True else "pgd"}
 
@@ -373,7 +376,7 @@ class PhotoProtector:
         self.device = resolve_device(device)
         psnr_floor: float | None = None
         refine_blur = 0.0
-        refine_space = "rgb"
+        refine_shape: dict[str, Any] = {}  # refine_chroma / refine_masking of the packaged auto recipe
         if method == "auto" and checkpoint is None:
             recipe = auto_recipe()
             self.method = str(recipe["method"])
@@ -381,7 +384,8 @@ class PhotoProtector:
                 refine = int(recipe.get("refine", 0))
             psnr_floor = recipe.get("psnr_floor")
             refine_blur = float(recipe.get("refine_blur", 0.0)) if refine else 0.0
-            refine_space = str(recipe.get("refine_space", "rgb")) if refine else "rgb"
+            if refine:
+                refine_shape = {k: recipe[k] for k in ("refine_chroma", "refine_masking") if k in recipe}
         elif method == "auto":
             self.method = checkpoint_method(checkpoint)
         else:
@@ -412,8 +416,7 @@ class PhotoProtector:
             self._kwargs["refine"] = refine
         if refine_blur:
             self._kwargs["refine_blur"] = refine_blur
-        if refine_space != "rgb":
-            self._kwargs["refine_space"] = refine_space
+        self._kwargs.update(refine_shape)
         if psnr_floor is not None:
             self._kwargs["psnr_floor"] = psnr_floor
         if self.method == "nullswap":
@@ -441,8 +444,7 @@ class PhotoProtector:
             self.settings["refine"] = refine
         if refine_blur:
             self.settings["refine_blur"] = refine_blur
-        if refine_space != "rgb":
-            self.settings["refine_space"] = refine_space
+        self.settings.update(refine_shape)
         if psnr_floor is not None:
             self.settings["psnr_floor"] = psnr_floor
         if getattr(self.protector, "precision", "fp32") != "fp32":  # recorded only when not the float32 default

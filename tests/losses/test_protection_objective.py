@@ -191,8 +191,8 @@ def test_refine_steps_lower_the_cosine_within_the_budget():
             NullSwapProtector(gen, cfg, refine=2, refine_recognizers=ens, refine_blur=bad)
 
 
-def test_masked_luma_refine_moves_luminance_where_the_texture_is():
-    """refine_space="masked-luma": the steps add no BT.601 chroma and go mostly where the clean crop is textured."""
+def test_refine_chroma_and_masking_place_the_steps():
+    """refine_chroma / refine_masking: less colour from the steps; with masking, more of them where it is textured."""
     from nullswap.losses.masking import masking_weights
     from nullswap.protectors.nullswap import NullSwapProtector
 
@@ -202,7 +202,7 @@ def test_masked_luma_refine_moves_luminance_where_the_texture_is():
     one = NullSwapProtector(gen, cfg, psnr_floor=30.0).protect(x, generator=torch.Generator().manual_seed(0))
     kw = dict(psnr_floor=30.0, refine=5, refine_recognizers=ens)
     rgb = NullSwapProtector(gen, cfg, **kw).protect(x, generator=torch.Generator().manual_seed(0))
-    luma = NullSwapProtector(gen, cfg, refine_space="masked-luma", **kw).protect(
+    luma = NullSwapProtector(gen, cfg, refine_chroma=0.0, refine_masking=True, **kw).protect(
         x, generator=torch.Generator().manual_seed(0))
 
     def cos(y):
@@ -218,14 +218,18 @@ def test_masked_luma_refine_moves_luminance_where_the_texture_is():
     c_one = torch.einsum("kc,bchw->bkhw", chroma, one - x).pow(2).mean()
     assert c_luma <= c_one * (1 + 1e-3)
     assert c_rgb > c_one
-    plain = NullSwapProtector(gen, cfg, refine_space="luma", **kw).protect(
+    plain = NullSwapProtector(gen, cfg, refine_chroma=0.0, **kw).protect(
         x, generator=torch.Generator().manual_seed(0))
     assert torch.einsum("kc,bchw->bkhw", chroma, plain - x).pow(2).mean() <= c_one * (1 + 1e-3)
     assert cos(plain) < cos(one)
+    half = NullSwapProtector(gen, cfg, refine_chroma=0.5, **kw).protect(x, generator=torch.Generator().manual_seed(0))
+    c_half = torch.einsum("kc,bchw->bkhw", chroma, half - x).pow(2).mean()
+    assert c_luma < c_half < c_rgb and cos(half) < cos(one)
     # and it goes where the clean crop is textured (away from the seam between the halves)
     w = masking_weights(x)
     assert float(w[..., :56].mean()) > 0.99 and float(w[..., 72:].mean()) < 0.3
     extra = (luma - one).pow(2).sum(1)
     assert float(extra[..., 72:].mean()) > 2 * float(extra[..., :56].mean())
-    with pytest.raises(InputError, match="refine_space"):
-        NullSwapProtector(gen, cfg, refine_space="lab", **kw)
+    for bad in (-0.1, 1.5, True, "0.5"):
+        with pytest.raises(InputError, match="refine_chroma"):
+            NullSwapProtector(gen, cfg, refine_chroma=bad, **kw)

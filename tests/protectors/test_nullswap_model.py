@@ -188,9 +188,9 @@ def test_evaluate_specs_set_guard_and_refine(tmp_path):
     assert prot.refine_blur == 0.0
     name, prot = _build(ck + "+refine3+blur1+guard36.5", "mid", "cpu", None, None)
     assert name.endswith("+refine3+blur1+guard36.5") and prot.refine == 3 and prot.refine_blur == 1.0
-    assert prot.psnr_floor == 36.5 and prot.refine_space == "rgb"
-    name, prot = _build(ck + "+refine3+blur1+mluma+guard36.5", "mid", "cpu", None, None)
-    assert name.endswith("+refine3+blur1+mluma+guard36.5") and prot.refine_space == "masked-luma"
-    name, prot = _build(ck + "+refine3+blur1+luma+guard36.5", "mid", "cpu", None, None)
-    assert name.endswith("+refine3+blur1+luma+guard36.5") and prot.refine_space == "luma"
-    assert prot.refine_blur == 1.0 and prot.psnr_floor == 36.5
+    assert prot.psnr_floor == 36.5 and prot.refine_chroma == 1.0 and not prot.refine_masking
+    name, prot = _build(ck + "+refine3+blur1+chroma0.5+mask+guard36.5", "mid", "cpu", None, None)
+    assert name.endswith("+refine3+blur1+chroma0.5+mask+guard36.5")
+    assert prot.refine_chroma == 0.5 and prot.refine_masking and prot.refine_blur == 1.0 and prot.psnr_floor == 36.5
+    name, prot = _build(ck + "+refine3+chroma0", "mid", "cpu", None, None)
+    assert name.endswith("+refine3+chroma0") and prot.refine_chroma == 0.0 and not prot.refine_masking

@@ -31,6 +31,7 @@ def _checkpoint_kind(path: Path) -> str:
 
 _GUARD_SUFFIX = re.compile(r"\+guard(\d+(?:\.\d+)?)?$")
 _BLUR_SUFFIX = re.compile(r"\+blur(\d+(?:\.\d+)?)$")
+_CHROMA_SUFFIX = re.compile(r"\+chroma(\d+(?:\.\d+)?)$")
 
 
 def _build(spec: str, strength: str, device: str, attack_recognizers: list[str] | None, template: str | None):
@@ -43,10 +44,15 @@ def _build(spec: str, strength: str, device: str, attack_recognizers: list[str] 
     if m:
         guard = float(m.group(1)) if m.group(1) else "auto"
         spec = spec[: m.start()]
-    # "CHECKPOINT+refine10+blur1+luma": luminance-only refine steps; "+mluma": also scaled by texture masking
-    space = next((sp for suffix, sp in (("+mluma", "masked-luma"), ("+luma", "luma")) if spec.endswith(suffix)), "rgb")
-    if space != "rgb":
-        spec = spec[: spec.rindex("+")]
+    # "CHECKPOINT+refine10+blur1+chroma0.5+mask": the refine steps' colour part halved, their grey part scaled by
+    # contrast masking
+    masking = spec.endswith("+mask")
+    if masking:
+        spec = spec[: -len("+mask")]
+    c = _CHROMA_SUFFIX.search(spec)
+    chroma = float(c.group(1)) if c else 1.0
+    if c:
+        spec = spec[: c.start()]
     b = _BLUR_SUFFIX.search(spec)  # "CHECKPOINT+refine5+blur1": the refine steps' objective adds a blurred copy
     blur = float(b.group(1)) if b else 0.0
     if b:
@@ -59,12 +65,14 @@ def _build(spec: str, strength: str, device: str, attack_recognizers: list[str] 
         kw: dict = {"refine": int(refine)} if refine else {}
         if blur:
             kw["refine_blur"] = blur
-        if space != "rgb":
-            kw["refine_space"] = space
+        if c:
+            kw["refine_chroma"] = chroma
+        if masking:
+            kw["refine_masking"] = True
         if kind == "nullswap":  # raw generator numbers unless the guard is asked for (reported separately)
             kw["psnr_floor"] = guard
         name = (f"{kind}[{label}]" + (f"+refine{int(refine)}" if refine else "") + (f"+blur{blur:g}" if blur else "")
-                + {"rgb": "", "luma": "+luma", "masked-luma": "+mluma"}[space]
+                + (f"+chroma{chroma:g}" if c else "") + ("+mask" if masking else "")
                 + ("" if guard is None else "+guard" if guard == "auto" else f"+guard{guard:g}"))
         return name, create_protector(kind, checkpoint=str(path), strength=strength, device=device, **kw)
     kwargs = {"strength": strength, "device": device}
@@ -82,9 +90,10 @@ def evaluate(
                                                 "e.g. clean,pgd,runs/x/export; a NullSwap checkpoint is measured "
                                                 "raw (no inference guard); '+refineK' adds K attack steps "
                                                 "(runs/x/export+refine5), '+blurS' adds a sigma-S blurred copy to "
-                                                "their objective (+refine10+blur1), '+luma' makes those steps "
-                                                "change luminance only (+refine10+blur1+luma), '+mluma' also "
-                                                "larger where the texture masks them, '+guard' applies protect's "
+                                                "their objective (+refine10+blur1), '+chromaC' scales the colour part "
+                                                "of those steps by C (+refine10+blur1+chroma0.5; 0 = luminance "
+                                                "only), '+mask' scales their grey part by contrast masking, "
+                                                "'+guard' applies protect's "
                                                 "PSNR-floor guard, '+guard36.5' the guard at 36.5 dB.")],
     data: Annotated[Path, typer.Option(help="Dataset root (identity folders: LFW, CelebA crops).")],
     recognizers: Annotated[str, typer.Option(help="Comma-separated recognizers to measure.")] =

@@ -19,10 +19,7 @@ from nullswap.protectors.nullswap.checkpoint import DEFAULT_WEIGHTS_DIR, MODEL_F
 from nullswap.protectors.nullswap.config import NullSwapConfig
 from nullswap.protectors.nullswap.inference import fuse_for_inference, is_fused, resolve_precision
 
-__all__ = ["REFINE_SPACES", "NullSwapProtector", "blurred_copy"]
-
-#: Where the refinement steps may change the crop (``NullSwapProtector(refine_space=...)``).
-REFINE_SPACES = ("rgb", "luma", "masked-luma")
+__all__ = ["NullSwapProtector", "blurred_copy"]
 
 
 def blurred_copy(y: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -63,15 +60,17 @@ class NullSwapProtector(Protector):
             steps follows that sum at the plain objective's cost (Choice: measured on the validation identities against
             summing both terms at every step, which costs twice as much and fooled the unseen recognizers no more
             often; MODEL_CARD.md). The kernel is ``2 ceil(2 sigma) + 1`` wide. 0 = off (the plain objective).
-        refine_space: where the refinement's steps go. ``"rgb"`` (default): the plain gradient, any colour, any
-            place. ``"luma"``: luminance only (equal amounts on R, G, B leave BT.601 Cb/Cr unchanged; the gradient
-            with respect to luminance is the sum of the three channels' gradients). ``"masked-luma"``: steepest
-            descent in a visibility metric instead of the plain L2 one: luminance only, and each pixel's step is
-            divided by :func:`~nullswap.losses.masking.masking_weights` of the clean crop (contrast masking: larger
-            steps on brows, eyes, hairline and edges, smaller on flat skin). Choice (issue 12): the montage shows that
-            the refinement, not the one pass, adds the coloured mottle on large faces. The same L2 ball and PSNR guard
-            bound the result, so only the placement changes (without a floor the signed steps are luminance-only but
-            not masked: a sign ignores the scaling).
+        refine_chroma: factor in [0, 1] on the colour part of each refinement step: the step direction is the
+            gradient's grey part (its mean over R, G, B, on all three channels: a luminance change) plus
+            ``refine_chroma`` times the rest (the colour part). 1 (default) = the plain gradient; 0 = luminance
+            only. Choice (issue 12, measured: MODEL_CARD.md): the montage shows that the refinement, not the one
+            pass, adds the coloured mottle on large faces; the steps then move in a metric that charges colour
+            ``1 / refine_chroma^2`` times as much as grey.
+        refine_masking: also divide each pixel's grey part by :func:`~nullswap.losses.masking.masking_weights` of
+            the clean crop (contrast masking: larger steps on brows, eyes, hairline and edges, smaller on flat
+            skin). The same L2 ball and PSNR guard bound the result in both cases, so only the placement changes
+            (without a floor the steps are signed, and a sign ignores the scaling: then only ``refine_chroma`` 0 has
+            an effect, luminance-only signs).
         precision: ``"fp32"`` (default) or ``"bf16"``: the generator under ``torch.autocast`` in bfloat16 (its
             convolutions; the output mapping, guard and refinement stay float32). Choice (speed, issue 14): on a CPU
             with native bfloat16 the one pass is 1.3-2x faster and its output within 0.5/255 of float32's
@@ -93,12 +92,15 @@ class NullSwapProtector(Protector):
         refine_recognizers: Any = None,
         refine_blur: float = 0.0,
         precision: str = "fp32",
-        refine_space: str = "rgb",
+        refine_chroma: float = 1.0,
+        refine_masking: bool = False,
     ) -> None:
         super().__init__()
-        if refine_space not in REFINE_SPACES:
-            raise InputError(f"refine_space: expected one of {REFINE_SPACES}, got {refine_space!r}")
-        self.refine_space = refine_space
+        if isinstance(refine_chroma, bool) or not isinstance(refine_chroma, int | float) \
+                or not 0.0 <= refine_chroma <= 1.0:
+            raise InputError(f"refine_chroma: expected a factor in [0, 1], got {refine_chroma!r}")
+        self.refine_chroma = float(refine_chroma)
+        self.refine_masking = bool(refine_masking)
         if precision not in ("fp32", "bf16"):
             raise InputError(f"precision: expected 'fp32' or 'bf16', got {precision!r}")
         self.precision = precision
@@ -191,12 +193,10 @@ class NullSwapProtector(Protector):
         with torch.no_grad():
             clean = [e.detach() for e in ens(x)]
             inv_w = None
-            if self.refine_space == "masked-luma":
+            if self.refine_masking:
                 from nullswap.losses.masking import masking_weights  # lazy: the losses package is for training
 
                 inv_w = 1.0 / masking_weights(x)
-            elif self.refine_space == "luma":
-                inv_w = torch.ones_like(x[:, :1])
         with torch.enable_grad():
             for step in range(self.refine):
                 y = y.detach().requires_grad_(True)
@@ -205,8 +205,9 @@ class NullSwapProtector(Protector):
                 sim = torch.stack([F.cosine_similarity(e, c, dim=1) for e, c in zip(ens(seen), clean, strict=True)])
                 (g,) = torch.autograd.grad(sim.mean(0).sum(), y)
                 with torch.no_grad():
-                    if inv_w is not None:  # luminance only, scaled up where the texture masks it
-                        g = (g.sum(1, keepdim=True) * inv_w).expand_as(g)
+                    if self.refine_chroma != 1.0 or inv_w is not None:
+                        grey = g.mean(1, keepdim=True)
+                        g = self.refine_chroma * (g - grey) + (grey if inv_w is None else grey * inv_w)
                     if l2:
                         norm = g.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
                         d = y - alpha * g / norm - x
@@ -234,7 +235,8 @@ def _make_nullswap(
     refine_blur: float = 0.0,
     fuse: bool = True,
     precision: str = "fp32",
-    refine_space: str = "rgb",
+    refine_chroma: float = 1.0,
+    refine_masking: bool = False,
 ) -> NullSwapProtector:
     """Factory: load ``checkpoint`` (or the packaged default) into a :class:`NullSwapProtector` in eval mode.
 
@@ -274,6 +276,7 @@ def _make_nullswap(
         refine_recognizers=refine_recognizers,
         refine_blur=refine_blur,
         precision=resolve_precision(precision, dev),
-        refine_space=refine_space,
+        refine_chroma=refine_chroma,
+        refine_masking=refine_masking,
     )
     return prot.eval()
