@@ -52,7 +52,8 @@ def protect(
                                         "retentive with --checkpoint). auto: the checkpoint's own method with "
                                         "--checkpoint, else nullswap when the packaged model is installed and its "
                                         "model card marks it as protecting (today: with 10 refine steps, every "
-                                        "second on a blurred copy, under a 36.5 dB floor, as measured), else "
+                                        "second on a blurred copy, their colour part halved, under a 36.5 dB "
+                                        "floor, as measured), else "
                                         "pgd.")] = "auto",
     checkpoint: Annotated[Path | None, typer.Option(metavar="DIR", help="Trained protector checkpoint folder (a "
                                                     "training run's export/); without --method its own method is "
