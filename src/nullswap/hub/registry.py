@@ -211,12 +211,13 @@ register_weight(
     WeightSpec(
         name="nullswap-default",
         filename="model.safetensors",
-        sha256="7872ac1b3dce373ca392be2b005eaaa2b9dc91adb56d406b0d48c9d67e83bbba",
+        sha256="da24ff336201503cdc2a1249a1bebd2bbcc0cc3b4ac1d48cc2c9118b7a3b1afe",
         size=2136600,
         license="non-commercial research (trained on CelebA crops, with InsightFace's non-commercial w600k_mbf as a "
         "training recognizer)",
         provenance="nullswap project: configs/nullswap-cpu-wide.yaml generator (525,430 parameters, 128 px), "
-        "trained 2,800 steps (1,050 at batch 32 on one H200, 1,750 at batch 8 on 2 CPU cores) on "
+        "trained 5,600 steps (1,050 at batch 32 on one H200, 4,550 at batch 8 on 2 CPU cores, the last 1,600 "
+        "with configs/nullswap-cpu-wide-masked.yaml's texture-masking term) on "
         "../shared/data/celeba train identities with arcface-mbf, "
         "mobilefacenet-casia, dlib-resnet29, faceplugin-512; MODEL_CARD.md",
         sources=(PackageSource("assets/nullswap-default/model.safetensors"),),
