@@ -37,15 +37,14 @@ import torch
 import torch.nn.functional as F
 
 from nullswap.evaluation.harness import load_eval_set
-from nullswap.losses.masking import masking_weights
+from nullswap.losses.masking import luminance, masking_weights
+from nullswap.losses.reconstruction import chroma_loss
 from nullswap.protectors import create_protector
 from nullswap.protectors.nullswap.protector import blurred_copy
 from nullswap.recognizers.ensemble import RecognizerEnsemble
 from nullswap.recognizers.thresholds import verification_thresholds
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
-_CHROMA = torch.tensor([[-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]])  # BT.601 Cb, Cr rows
-_LUMA = torch.tensor([0.299, 0.587, 0.114])
 MEASURED = ["arcface-mbf", "mobilefacenet-casia", "dlib-resnet29", "faceplugin-512", "human-mobilefacenet",
             "human-mobileface", "human-faceres"]
 
@@ -141,9 +140,8 @@ def main() -> None:
         with torch.no_grad():
             cos = [F.cosine_similarity(e, c, dim=1) for e, c in zip(ev(y), clean, strict=True)]
         below = [float((c < thr[n]).float().mean()) * 100 for n, c in zip(MEASURED, cos, strict=True)]
-        d = y - x
-        chroma = float(torch.einsum("kc,bchw->bkhw", _CHROMA, d).pow(2).mean().sqrt()) * 255
-        dy = (d * _LUMA.view(1, 3, 1, 1)).sum(1, keepdim=True)
+        chroma = float(chroma_loss(x, y).sqrt()) * 255
+        dy = luminance(y - x)
         flat_rms = float(dy.pow(2)[flat].mean().sqrt()) * 255
         print(f"{v:22s} {psnr:.2f} dB {dt:.2f}s/crop below% " + " ".join(f"{b:3.0f}" for b in below)
               + " | cos " + " ".join(f"{float(c.mean()):.3f}" for c in cos)

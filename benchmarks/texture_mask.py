@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from _validation import validation_crops
-from nullswap.losses.masking import local_contrast, masked_luma_loss
+from nullswap.losses.masking import local_contrast, luminance, masked_luma_loss
 from nullswap.protectors.base import create_protector
 from nullswap.recognizers.ensemble import RecognizerEnsemble
 from nullswap.recognizers.thresholds import verification_threshold
@@ -60,7 +60,7 @@ def main() -> None:
         q = torch.quantile(act.flatten(), torch.tensor([0.1, 0.25, 0.5, 0.75, 0.9]))
         print("local luminance contrast (7x7 std, [0,1] units) quantiles 10/25/50/75/90 %: "
               + " / ".join(f"{float(v):.3f}" for v in q))
-        dy = 0.299 * d[:, 0] + 0.587 * d[:, 1] + 0.114 * d[:, 2]
+        dy = luminance(d)[:, 0]
         print("one pass: masked luminance term (loss.lambda_masked's, defaults) / luminance MSE = "
               f"{float(masked_luma_loss(x, y) / dy.pow(2).mean()):.3f}; on the smoother half of the pixels "
               f"{float((dy.pow(2) * smooth[:, 0]).sum() / dy.pow(2).sum()) * 100:.0f} % of the luminance change energy")

@@ -35,7 +35,8 @@ _LUMA = (0.299, 0.587, 0.114)
 DEFAULT_MASKING = {"contrast": 0.03, "exponent": 0.7, "window": 7}
 
 
-def _luma(x: torch.Tensor) -> torch.Tensor:
+def luminance(x: torch.Tensor) -> torch.Tensor:
+    """``(B,1,H,W)`` BT.601 luma of RGB ``(B,3,H,W)`` (also of a difference of images: the weights are linear)."""
     w = torch.tensor(_LUMA, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
     return (x * w).sum(1, keepdim=True)
 
@@ -55,7 +56,7 @@ def local_contrast(image: torch.Tensor, window: int = 7) -> torch.Tensor:
     check_image_batch(image, "image")
     if isinstance(window, bool) or not isinstance(window, int) or window < 1 or window % 2 == 0:
         raise InputError(f"window: expected an odd int >= 1, got {window!r}")
-    g = _luma(image.float())
+    g = luminance(image.float())
     g = g - g.mean((2, 3), keepdim=True)  # centred: less float32 cancellation in E[g^2] - E[g]^2
     k, p = window, window // 2
     m = F.avg_pool2d(g, k, 1, p, count_include_pad=False)
@@ -97,7 +98,7 @@ def masked_luma_loss(clean: torch.Tensor, protected: torch.Tensor, contrast: flo
     """
     check_same_shape(clean, protected, ("clean", "protected"))
     w = masking_weights(clean, contrast, exponent, window)
-    d = _luma(protected.float() - clean.float())
+    d = luminance(protected.float() - clean.float())
     return (w * d.pow(2)).mean()
 
 
@@ -118,4 +119,4 @@ def masking_config(cfg: dict | None) -> dict:
     return out
 
 
-__all__ = ["DEFAULT_MASKING", "local_contrast", "masked_luma_loss", "masking_config", "masking_weights"]
+__all__ = ["DEFAULT_MASKING", "local_contrast", "luminance", "masked_luma_loss", "masking_config", "masking_weights"]
