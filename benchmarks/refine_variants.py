@@ -16,7 +16,9 @@ training recognizers, with:
 * ``gn``: each recognizer's gradient normalised per image before the sum;
 * ``cC``: the protector's ``refine_chroma=C`` (the steps' colour part times C; ``c0`` = luminance only);
 * ``mask``: the protector's ``refine_masking`` (the steps' grey part larger where the crop's texture masks it); both
-  combinable with ``alt``.
+  combinable with ``alt``;
+* ``xS``: the protector's ``strength=S`` (the factor on the generator's residual; default 1 = ``mid``): with ``r0``
+  and a floor below the model's PSNR, the one pass's own protection-vs-PSNR trade-off.
 
 Every variant sees the same crops (``--probes`` spread over the ``--split`` identities of the training split, seed 0)
 and the same generator noise (batch ``i`` seeded ``i``). Printed per variant: PSNR, seconds per crop, the share of
@@ -126,10 +128,12 @@ def main() -> None:
         sigma = _sigma(set(flags))
         # plain, refine_blur or refine_chroma, refine_masking: the protector's own steps
         chroma = next((float(f[1:]) for f in flags if f.startswith("c") and f[1:].replace(".", "").isdigit()), 1.0)
-        shipped = set(flags) <= {"alt", "mask", f"s{sigma:g}", f"s{sigma}", f"c{chroma:g}", f"c{chroma}"}
+        strength = next((float(f[1:]) for f in flags if f.startswith("x") and f[1:].replace(".", "").isdigit()), 1.0)
+        shipped = set(flags) <= {"alt", "mask", f"s{sigma:g}", f"s{sigma}", f"c{chroma:g}", f"c{chroma}",
+                                 f"x{strength:g}", f"x{strength}"}
         prot = create_protector("nullswap", checkpoint=args.checkpoint, psnr_floor=float(floor) if floor else "auto",
                                 refine=int(k[1:]), refine_blur=sigma if shipped and "alt" in flags else 0.0,
-                                refine_chroma=chroma, refine_masking="mask" in flags)
+                                refine_chroma=chroma, refine_masking="mask" in flags, strength=strength)
         if prot.refine and not shipped:
             with_variant(prot, set(flags))
         t = time.time()

@@ -194,3 +194,10 @@ def test_evaluate_specs_set_guard_and_refine(tmp_path):
     assert prot.refine_chroma == 0.5 and prot.refine_masking and prot.refine_blur == 1.0 and prot.psnr_floor == 36.5
     name, prot = _build(ck + "+refine3+chroma0", "mid", "cpu", None, None)
     assert name.endswith("+refine3+chroma0") and prot.refine_chroma == 0.0 and not prot.refine_masking
+    # a checkpoint's own strength: the one pass's trade-off beside baselines at --strength
+    name, prot = _build(ck + "+strength1.15+guard36", "mid", "cpu", None, None)
+    assert name.endswith("]+strength1.15+guard36") and prot.perturbation_scale == 1.15 and prot.psnr_floor == 36.0
+    assert prot.refine == 0
+    name, prot = _build(ck + "+strength0.8+refine3", "high", "cpu", None, None)
+    assert name.endswith("]+strength0.8+refine3") and prot.perturbation_scale == 0.8 and prot.refine == 3
+    assert _build(ck, "high", "cpu", None, None)[1].perturbation_scale == 1.5

@@ -32,6 +32,7 @@ def _checkpoint_kind(path: Path) -> str:
 _GUARD_SUFFIX = re.compile(r"\+guard(\d+(?:\.\d+)?)?$")
 _BLUR_SUFFIX = re.compile(r"\+blur(\d+(?:\.\d+)?)$")
 _CHROMA_SUFFIX = re.compile(r"\+chroma(\d+(?:\.\d+)?)$")
+_STRENGTH_PART = re.compile(r"\+strength(\d+(?:\.\d+)?)(?=\+|$)")
 
 
 def _build(spec: str, strength: str, device: str, attack_recognizers: list[str] | None, template: str | None):
@@ -57,6 +58,11 @@ def _build(spec: str, strength: str, device: str, attack_recognizers: list[str] 
     blur = float(b.group(1)) if b else 0.0
     if b:
         spec = spec[: b.start()]
+    # "CHECKPOINT+strength1.15[+refine...]": this checkpoint at its own strength (the factor on the generator's
+    # residual) instead of --strength: the one pass's protection-vs-PSNR trade-off beside baselines at --strength
+    st = _STRENGTH_PART.search(spec)
+    if st:
+        spec = spec[: st.start()] + spec[st.end():]
     spec, _, refine = spec.partition("+refine")  # "CHECKPOINT+refine5": one pass plus 5 attack steps
     path = Path(spec)
     if path.exists():  # a checkpoint folder: the protector named by its config.json "format" (NullSwap by default)
@@ -71,10 +77,12 @@ def _build(spec: str, strength: str, device: str, attack_recognizers: list[str] 
             kw["refine_masking"] = True
         if kind == "nullswap":  # raw generator numbers unless the guard is asked for (reported separately)
             kw["psnr_floor"] = guard
-        name = (f"{kind}[{label}]" + (f"+refine{int(refine)}" if refine else "") + (f"+blur{blur:g}" if blur else "")
+        own: str | float = float(st.group(1)) if st else strength
+        name = (f"{kind}[{label}]" + (f"+strength{float(st.group(1)):g}" if st else "")
+                + (f"+refine{int(refine)}" if refine else "") + (f"+blur{blur:g}" if blur else "")
                 + (f"+chroma{chroma:g}" if c else "") + ("+mask" if masking else "")
                 + ("" if guard is None else "+guard" if guard == "auto" else f"+guard{guard:g}"))
-        return name, create_protector(kind, checkpoint=str(path), strength=strength, device=device, **kw)
+        return name, create_protector(kind, checkpoint=str(path), strength=own, device=device, **kw)
     kwargs = {"strength": strength, "device": device}
     if attack_recognizers and spec in ("pgd", "fgsm"):
         kwargs["recognizers"] = attack_recognizers
@@ -93,6 +101,8 @@ def evaluate(
                                                 "their objective (+refine10+blur1), '+chromaC' scales the colour part "
                                                 "of those steps by C (+refine10+blur1+chroma0.5; 0 = luminance "
                                                 "only), '+mask' scales their grey part by contrast masking, "
+                                                "'+strength1.15' (right after the checkpoint) runs it at that "
+                                                "strength instead of --strength, "
                                                 "'+guard' applies protect's "
                                                 "PSNR-floor guard, '+guard36.5' the guard at 36.5 dB.")],
     data: Annotated[Path, typer.Option(help="Dataset root (identity folders: LFW, CelebA crops).")],

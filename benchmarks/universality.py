@@ -1,0 +1,84 @@
+"""How image-specific is the one-pass cloak? The generator's changes on held-out crops compared with their mean.
+
+Usage: python benchmarks/universality.py [--probes 64] [--split val] [--threads 1] [--checkpoint DIR ...]
+
+For each checkpoint (default: the packaged model), the raw one pass (no guard) on ``--probes`` held-out crops (the
+same crops and generator noise for every checkpoint, as ``benchmarks/refine_variants.py``): the changes ``d_i`` and
+their mean ``m``. Printed:
+
+* the mean pairwise cosine between different crops' changes (1 = the same pattern on every face);
+* the share of the changes' energy in their mean, ``|m|^2 / mean_i |d_i|^2``;
+* protection, as the share of crops below each recognizer's LFW best-accuracy threshold (training recognizers, then
+  the unseen human-models ones), for (a) the per-image changes and (b) the *universal* change ``m`` added to every
+  crop, scaled per crop to the PSNR of that crop's own change: if (b) protects about as well as (a), the generator is
+  a face-aligned universal perturbation and the image barely steers it.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from nullswap.evaluation.harness import load_eval_set
+from nullswap.protectors import create_protector
+from nullswap.recognizers.ensemble import RecognizerEnsemble
+from nullswap.recognizers.thresholds import verification_thresholds
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+MEASURED = ["arcface-mbf", "mobilefacenet-casia", "dlib-resnet29", "faceplugin-512", "human-mobilefacenet",
+            "human-mobileface", "human-faceres"]
+
+
+def _psnr(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return -10 * torch.log10((y - x).pow(2).mean((1, 2, 3)).clamp_min(1e-12))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--probes", type=int, default=64)
+    ap.add_argument("--split", default="val")
+    ap.add_argument("--data", default=str(SHARED / "data" / "celeba"))
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--checkpoint", nargs="*", default=[None], help="NullSwap checkpoint folders (default: packaged)")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    es = load_eval_set(args.data, split=args.split, template="protector-128", max_probes=args.probes)
+    x = torch.stack([es.faces[i][0] if isinstance(es.faces[i], tuple) else es.faces[i] for i in es.probes]).float()
+    if x.max() > 1.5:
+        x = x / 255
+    thr = verification_thresholds("best")
+    ev = RecognizerEnsemble(MEASURED, source_template="protector-128").eval()
+    with torch.no_grad():
+        clean = ev(x)
+
+    def below(y: torch.Tensor) -> list[float]:
+        with torch.no_grad():
+            cos = [F.cosine_similarity(e, c, dim=1) for e, c in zip(ev(y), clean, strict=True)]
+        return [float((c < thr[n]).float().mean()) * 100 for n, c in zip(MEASURED, cos, strict=True)]
+
+    print(f"{len(x)} {args.split} probes; recognizers " + " ".join(MEASURED), flush=True)
+    for ck in args.checkpoint:
+        prot = create_protector("nullswap", checkpoint=ck or None, psnr_floor=None)
+        y = torch.cat([prot.protect(x[i:i + 16], generator=torch.Generator().manual_seed(i))
+                       for i in range(0, len(x), 16)])
+        d = (y - x).flatten(1)
+        n = len(d)
+        dn = F.normalize(d, dim=1)
+        pair = float(((dn @ dn.T).sum() - n) / (n * (n - 1)))
+        m = d.mean(0)
+        share = float(m.pow(2).sum() / d.pow(2).sum(1).mean())
+        # the mean change on every crop, scaled to that crop's own change's energy (same PSNR), clipped to [0,1]
+        scale = d.norm(dim=1, keepdim=True) / m.norm().clamp_min(1e-12)
+        yu = (x + (scale * m).view_as(x)).clamp(0, 1)
+        name = ck or "packaged"
+        print(f"{name}: pairwise cosine of changes {pair:.3f}, energy in the mean change {share * 100:.0f} %", flush=True)
+        print(f"  per-image  {float(_psnr(x, y).mean()):.2f} dB below% " + " ".join(f"{b:3.0f}" for b in below(y)))
+        print(f"  universal  {float(_psnr(x, yu).mean()):.2f} dB below% " + " ".join(f"{b:3.0f}" for b in below(yu)),
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()
