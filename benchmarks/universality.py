@@ -74,7 +74,8 @@ def main() -> None:
         scale = d.norm(dim=1, keepdim=True) / m.norm().clamp_min(1e-12)
         yu = (x + (scale * m).view_as(x)).clamp(0, 1)
         name = ck or "packaged"
-        print(f"{name}: pairwise cosine of changes {pair:.3f}, energy in the mean change {share * 100:.0f} %", flush=True)
+        print(f"{name}: pairwise cosine of changes {pair:.3f}, energy in the mean change {share * 100:.0f} %",
+              flush=True)
         print(f"  per-image  {float(_psnr(x, y).mean()):.2f} dB below% " + " ".join(f"{b:3.0f}" for b in below(y)))
         print(f"  universal  {float(_psnr(x, yu).mean()):.2f} dB below% " + " ".join(f"{b:3.0f}" for b in below(yu)),
               flush=True)
