@@ -211,13 +211,13 @@ register_weight(
     WeightSpec(
         name="nullswap-default",
         filename="model.safetensors",
-        sha256="da24ff336201503cdc2a1249a1bebd2bbcc0cc3b4ac1d48cc2c9118b7a3b1afe",
+        sha256="325cf25e12fbd24f81eb0d1f2078ce68c44214f644aaec632a96e429ebff83fa",
         size=2136600,
         license="non-commercial research (trained on CelebA crops, with InsightFace's non-commercial w600k_mbf as a "
         "training recognizer)",
         provenance="nullswap project: configs/nullswap-cpu-wide.yaml generator (525,430 parameters, 128 px), "
-        "trained 5,600 steps (1,050 at batch 32 on one H200, 4,550 at batch 8 on 2 CPU cores, the last 1,600 "
-        "with configs/nullswap-cpu-wide-masked.yaml's texture-masking term) on "
+        "trained 8,600 steps (1,050 at batch 32 on one H200, 7,550 at batch 8 on 2 CPU cores, the last 4,600 "
+        "with the texture-masking term of configs/nullswap-cpu-wide-masked.yaml and -strong.yaml) on "
         "../shared/data/celeba train identities with arcface-mbf, "
         "mobilefacenet-casia, dlib-resnet29, faceplugin-512; MODEL_CARD.md",
         sources=(PackageSource("assets/nullswap-default/model.safetensors"),),
