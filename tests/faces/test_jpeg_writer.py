@@ -20,6 +20,7 @@ from nullswap.faces.io import read_image, write_image
 from nullswap.faces.jpeg import (
     encode_protected_jpeg,
     jpeg_segments,
+    standard_huffman,
     to_stored_orientation,
     unchanged_region,
     write_protected_jpeg,
@@ -46,11 +47,11 @@ def _exif(orientation: int = 1) -> bytes:
 
 
 def _jpeg(path: Path, *, sampling: str = "4:2:0", orientation: int = 1, progressive: bool = False,
-          grey: bool = False, size: tuple[int, int] = (203, 301), quality: int = 88) -> Path:
+          grey: bool = False, size: tuple[int, int] = (203, 301), quality: int = 88, optimize: bool = True) -> Path:
     arr = _texture(*size)
     im = Image.fromarray(arr[:, :, 0] if grey else arr)
     im.save(path, "JPEG", quality=quality, subsampling=SUBSAMPLING[sampling], exif=_exif(orientation),
-            icc_profile=None if grey else ICC, progressive=progressive, optimize=True)
+            icc_profile=None if grey else ICC, progressive=progressive, optimize=optimize)
     return path
 
 
@@ -125,6 +126,24 @@ def test_jpeg_keeps_every_untouched_block(tmp_path, sampling, orientation, progr
     written = (read_image(out).tensor - loaded.tensor)[:, face].flatten()
     intended = (protected - loaded.tensor)[:, face].flatten()
     assert float(torch.nn.functional.cosine_similarity(written, intended, dim=0)) > 0.3
+
+
+@pytest.mark.parametrize("grey", [False, True])
+def test_standard_coded_source_is_written_with_the_standard_tables(tmp_path, grey):
+    """A baseline source with the Annex K Huffman tables is written with them (no optimising pass): same coding."""
+    std = _jpeg(tmp_path / "std.jpg", optimize=False, grey=grey)
+    opt = _jpeg(tmp_path / "opt.jpg", optimize=True, grey=grey)
+    prog = _jpeg(tmp_path / "prog.jpg", progressive=True, grey=grey)
+    assert standard_huffman(std.read_bytes())
+    assert not standard_huffman(opt.read_bytes()) and not standard_huffman(prog.read_bytes())
+    for src, want_std in ((std, True), (opt, False), (prog, False)):
+        loaded = read_image(src)
+        protected = _cloak(loaded.tensor, (40, 30, 140, 150))
+        out = write_image(tmp_path / f"out-{src.stem}.jpg", protected, like=loaded)
+        assert standard_huffman(out.read_bytes()) == want_std, src.name
+        assert _check_outside_identical(src, out, protected, loaded.tensor, 1) > 0.6
+        if want_std:  # the same coding: about the source's size (the optimised coding is a few % smaller)
+            assert 0.97 <= out.stat().st_size / src.stat().st_size <= 1.03
 
 
 def test_greyscale_jpeg_stays_greyscale_with_copied_blocks(tmp_path):
