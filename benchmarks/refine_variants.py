@@ -51,6 +51,18 @@ MEASURED = ["arcface-mbf", "mobilefacenet-casia", "dlib-resnet29", "faceplugin-5
             "human-mobileface", "human-faceres"]
 
 
+def held_out_crops(data: str, split: str, probes: int) -> torch.Tensor:
+    """``(N,3,128,128)`` float crops in [0,1] of ``probes`` probes spread over the ``split`` identities (seed 0)."""
+    es = load_eval_set(data, split=split, template="protector-128", max_probes=probes)
+    x = torch.stack([es.faces[i][0] if isinstance(es.faces[i], tuple) else es.faces[i] for i in es.probes]).float()
+    return x / 255 if x.max() > 1.5 else x
+
+
+def measured_ensemble() -> tuple[RecognizerEnsemble, dict[str, float]]:
+    """The :data:`MEASURED` recognizers (eval mode) and their LFW best-accuracy thresholds."""
+    return RecognizerEnsemble(MEASURED, source_template="protector-128").eval(), verification_thresholds("best")
+
+
 def _sigma(flags: set[str]) -> float:
     """The ``sS`` flag's sigma (default 1)."""
     return next((float(f[1:]) for f in flags if f.startswith("s") and f[1:].replace(".", "").isdigit()), 1.0)
@@ -111,12 +123,8 @@ def main() -> None:
     args = ap.parse_args()
     torch.manual_seed(0)
     torch.set_num_threads(args.threads)
-    es = load_eval_set(args.data, split=args.split, template="protector-128", max_probes=args.probes)
-    x = torch.stack([es.faces[i][0] if isinstance(es.faces[i], tuple) else es.faces[i] for i in es.probes]).float()
-    if x.max() > 1.5:
-        x = x / 255
-    thr = verification_thresholds("best")
-    ev = RecognizerEnsemble(MEASURED, source_template="protector-128").eval()
+    x = held_out_crops(args.data, args.split, args.probes)
+    ev, thr = measured_ensemble()
     with torch.no_grad():
         clean = ev(x)
     flat = masking_weights(x) > 0.8

@@ -17,19 +17,16 @@ their mean ``m``. Printed:
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from nullswap.evaluation.harness import load_eval_set
 from nullswap.protectors import create_protector
-from nullswap.recognizers.ensemble import RecognizerEnsemble
-from nullswap.recognizers.thresholds import verification_thresholds
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-MEASURED = ["arcface-mbf", "mobilefacenet-casia", "dlib-resnet29", "faceplugin-512", "human-mobilefacenet",
-            "human-mobileface", "human-faceres"]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from refine_variants import MEASURED, SHARED, held_out_crops, measured_ensemble  # noqa: E402 - same probes and recognizers
 
 
 def _psnr(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -45,12 +42,8 @@ def main() -> None:
     ap.add_argument("--checkpoint", nargs="*", default=[None], help="NullSwap checkpoint folders (default: packaged)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    es = load_eval_set(args.data, split=args.split, template="protector-128", max_probes=args.probes)
-    x = torch.stack([es.faces[i][0] if isinstance(es.faces[i], tuple) else es.faces[i] for i in es.probes]).float()
-    if x.max() > 1.5:
-        x = x / 255
-    thr = verification_thresholds("best")
-    ev = RecognizerEnsemble(MEASURED, source_template="protector-128").eval()
+    x = held_out_crops(args.data, args.split, args.probes)
+    ev, thr = measured_ensemble()
     with torch.no_grad():
         clean = ev(x)
 
