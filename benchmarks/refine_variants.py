@@ -51,6 +51,14 @@ MEASURED = ["arcface-mbf", "mobilefacenet-casia", "dlib-resnet29", "faceplugin-5
             "human-mobileface", "human-faceres"]
 
 
+def probe_arguments(ap: argparse.ArgumentParser) -> None:
+    """The ``--probes``, ``--split``, ``--data`` and ``--threads`` options of the scripts on held-out probes."""
+    ap.add_argument("--probes", type=int, default=64)
+    ap.add_argument("--split", default="val")
+    ap.add_argument("--data", default=str(SHARED / "data" / "celeba"))
+    ap.add_argument("--threads", type=int, default=1)
+
+
 def held_out_crops(data: str, split: str, probes: int) -> torch.Tensor:
     """``(N,3,128,128)`` float crops in [0,1] of ``probes`` probes spread over the ``split`` identities (seed 0)."""
     es = load_eval_set(data, split=split, template="protector-128", max_probes=probes)
@@ -114,10 +122,7 @@ def with_variant(prot, flags: set[str]):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--probes", type=int, default=64)
-    ap.add_argument("--split", default="val")
-    ap.add_argument("--data", default=str(SHARED / "data" / "celeba"))
-    ap.add_argument("--threads", type=int, default=1)
+    probe_arguments(ap)
     ap.add_argument("--checkpoint", default=None, help="NullSwap checkpoint folder (default: the packaged model)")
     ap.add_argument("--variants", default="r10f36.5,r10f36.5+alt")
     args = ap.parse_args()

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from nullswap.protectors import create_protector
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from refine_variants import MEASURED, SHARED, held_out_crops, measured_ensemble  # noqa: E402 - same probes and recognizers
+from refine_variants import MEASURED, held_out_crops, measured_ensemble, probe_arguments  # noqa: E402 - same probes and recognizers
 
 
 def _psnr(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -35,10 +35,7 @@ def _psnr(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--probes", type=int, default=64)
-    ap.add_argument("--split", default="val")
-    ap.add_argument("--data", default=str(SHARED / "data" / "celeba"))
-    ap.add_argument("--threads", type=int, default=1)
+    probe_arguments(ap)
     ap.add_argument("--checkpoint", nargs="*", default=[None], help="NullSwap checkpoint folders (default: packaged)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
