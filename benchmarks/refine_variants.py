@@ -25,7 +25,9 @@ and the same generator noise (batch ``i`` seeded ``i``). Printed per variant: PS
 crops whose cosine to their own clean crop is below each recognizer's LFW best-accuracy threshold (training
 recognizers first, then the unseen human-models ones), the mean cosines, and two visibility proxies of the whole
 change: its BT.601 chroma RMS and its luminance RMS on flat pixels (contrast-masking weight > 0.8, i.e. local
-luminance std below ~0.016: cheeks, forehead), both in 1/255. MODEL_CARD.md has the session-7 table.
+luminance std below ~0.016: cheeks, forehead), both in 1/255, and how much of its luminance is drawn as strokes: the
+line coherence of :mod:`nullswap.losses.line_energy` (0: isotropic grain, 1: parallel strokes; grey noise ~0.24) and
+the line RMS, ``sqrt(mean(l1 - l2))`` in 1/255 per pixel. MODEL_CARD.md has the session-7 table.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ import torch
 import torch.nn.functional as F
 
 from nullswap.evaluation.harness import load_eval_set
+from nullswap.losses.line_energy import line_energy_map
 from nullswap.losses.masking import luminance, masking_weights
 from nullswap.losses.reconstruction import chroma_loss
 from nullswap.protectors import create_protector
@@ -160,9 +163,12 @@ def main() -> None:
         chroma = float(chroma_loss(x, y).sqrt()) * 255
         dy = luminance(y - x)
         flat_rms = float(dy.pow(2)[flat].mean().sqrt()) * 255
+        oriented, total = line_energy_map(x, y)
+        coh, line_rms = float(oriented.mean() / total.mean().clamp_min(1e-30)), float(oriented.mean().sqrt()) * 255
         print(f"{v:22s} {psnr:.2f} dB {dt:.2f}s/crop below% " + " ".join(f"{b:3.0f}" for b in below)
               + " | cos " + " ".join(f"{float(c.mean()):.3f}" for c in cos)
-              + f" | chroma RMS {chroma:.2f} flat-luma RMS {flat_rms:.2f}", flush=True)
+              + f" | chroma RMS {chroma:.2f} flat-luma RMS {flat_rms:.2f} | coherence {coh:.3f} line RMS {line_rms:.2f}",
+              flush=True)
 
 
 if __name__ == "__main__":

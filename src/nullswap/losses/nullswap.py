@@ -14,6 +14,7 @@ from nullswap.errors import InputError
 from nullswap.losses.adversarial import generator_adversarial_loss
 from nullswap.losses.dlw import IdentityLossAggregator
 from nullswap.losses.identity import identity_cosines, threshold_hinge, threshold_target
+from nullswap.losses.line_energy import line_energy_loss, lines_config
 from nullswap.losses.masking import masked_luma_loss, masking_config
 from nullswap.losses.reconstruction import MSE_FORMS, chroma_loss, mse_loss, perceptual_loss
 
@@ -88,6 +89,11 @@ class NullSwapLoss:
             skin of large faces that MSE and ST-LPIPS do not see). 0 = off (the reference recipe).
         masking: ``contrast`` / ``exponent`` / ``window`` of that rule (defaults
             :data:`~nullswap.losses.masking.DEFAULT_MASKING`).
+        lambda_lines: weight of :func:`~nullswap.losses.line_energy.line_energy_loss` (the oriented energy of the
+            luminance change's structure tensor: strokes, stripes and folds cost, grain does not), divided by the
+            same budget. Not in the paper; Choice, from issue 12's 2x views (the one pass draws wrinkles). Its
+            units are squared gradients (1/px^2) so its weight is not comparable with the other terms'; 0 = off.
+        lines: ``sigma`` / ``rho`` of that measure (defaults :data:`~nullswap.losses.line_energy.DEFAULT_LINES`).
         perceptual_images: compute Eq. 9 on only the first ``k`` images of each batch (an unbiased estimate of the
             batch mean at ``k/B`` of the cost: ST-LPIPS is the most expensive term on a CPU); 0 = all.
         recognizers_per_step: identity term on a random ``k`` of the ``c`` recognizers each step (a stochastic
@@ -118,6 +124,8 @@ class NullSwapLoss:
         lambda_chroma: float = 0.0,
         lambda_masked: float = 0.0,
         masking: dict[str, Any] | None = None,
+        lambda_lines: float = 0.0,
+        lines: dict[str, Any] | None = None,
         perceptual_images: int = 0,
         recognizers_per_step: int = 0,
         subset_seed: int = 0,
@@ -158,6 +166,10 @@ class NullSwapLoss:
             raise InputError(f"lambda_masked: expected a number >= 0, got {lambda_masked!r}")
         self.lambda_masked = float(lambda_masked)
         self.masking = masking_config(masking)
+        if isinstance(lambda_lines, bool) or not isinstance(lambda_lines, int | float) or lambda_lines < 0:
+            raise InputError(f"lambda_lines: expected a number >= 0, got {lambda_lines!r}")
+        self.lambda_lines = float(lambda_lines)
+        self.lines = lines_config(lines)
         if isinstance(perceptual_images, bool) or not isinstance(perceptual_images, int) or perceptual_images < 0:
             raise InputError(f"perceptual_images: expected an int >= 0, got {perceptual_images!r}")
         self.perceptual_images = perceptual_images
@@ -181,7 +193,8 @@ class NullSwapLoss:
         cfg = dict(loss_cfg or {})
         known = {"lambda_id", "lambda_mse", "lambda_lpips", "lambda_d", "strategy", "index", "dlw", "sync_ranks",
                  "mse_form", "psnr_floor", "lambda_floor", "identity", "margin", "thresholds", "lambda_chroma",
-                 "lambda_masked", "masking", "perceptual_images", "recognizers_per_step", "subset_seed"}
+                 "lambda_masked", "masking", "lambda_lines", "lines", "perceptual_images", "recognizers_per_step",
+                 "subset_seed"}
         unknown = sorted(set(cfg) - known)
         if unknown:
             raise InputError(f"nullswap loss config: expected keys among {sorted(known)}, got unknown {unknown}")
@@ -263,6 +276,11 @@ class NullSwapLoss:
             budget = 10.0 ** (-self.psnr_floor / 10.0) if self.psnr_floor is not None else 1e-4
             l_masked = masked_luma_loss(clean, protected, **self.masking)
             total = total + self.lambda_masked * l_masked / budget
+        l_lines = zero
+        if self.lambda_lines > 0:
+            budget = 10.0 ** (-self.psnr_floor / 10.0) if self.psnr_floor is not None else 1e-4
+            l_lines = line_energy_loss(clean, protected, **self.lines)
+            total = total + self.lambda_lines * l_lines / budget
         l_adv = zero
         if fake_logits is not None:
             l_adv = generator_adversarial_loss(fake_logits)
@@ -271,7 +289,8 @@ class NullSwapLoss:
         comps = {"loss/total": float(total.detach()), "loss/id": float(l_id.detach()),
                  "loss/mse": float(l_mse.detach()), "loss/lpips": float(l_lpips.detach()),
                  "loss/adv": float(l_adv.detach()), "loss/floor": float(l_floor.detach()),
-                 "loss/chroma": float(l_chroma.detach()), "loss/masked": float(l_masked.detach())}
+                 "loss/chroma": float(l_chroma.detach()), "loss/masked": float(l_masked.detach()),
+                 "loss/lines": float(l_lines.detach())}
         for j, (i, v, w) in enumerate(zip(chosen, values, weights, strict=True)):
             name = self.names[i]
             comps[f"id/{name}"] = float(v)

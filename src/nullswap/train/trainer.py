@@ -369,11 +369,13 @@ class Trainer:
     def _evaluate(self, recipe, faces: torch.Tensor, step: int) -> dict[str, float]:
         """Held-out identities, raw generator output (no inference guard).
 
-        Reports PSNR (dB), and per recognizer (training ones and ``eval_recognizers``, the unseen ones) the mean
+        Reports PSNR (dB), the change's line coherence (:func:`~nullswap.losses.line_energy.coherence`: 0 for
+        isotropic grain, 1 for parallel strokes), and per recognizer (training ones and ``eval_recognizers``, the unseen ones) the mean
         cosine(clean, protected) and the share of faces below its LFW-calibrated threshold, also after a real JPEG
         q75 round trip of the protected crops (``val/jpeg75/...``).
         """
         from nullswap.evaluation.perturbations import apply_perturbation
+        from nullswap.losses.line_energy import line_energy_map
         from nullswap.metrics.quality import psnr
         from nullswap.recognizers.thresholds import verification_thresholds
 
@@ -389,10 +391,13 @@ class Trainer:
         thr = verification_thresholds()
         cos: dict[str, list[torch.Tensor]] = {}
         ps: list[torch.Tensor] = []
+        oriented, total = 0.0, 0.0
         for i in range(0, faces.shape[0], 16):
             x = faces[i : i + 16].to(self.fabric.device)
             y = prot.protect(x, generator=g).float().clamp(0, 1)
             ps.append(psnr(y, x).cpu())
+            o, t = line_energy_map(x.float(), y)
+            oriented, total = oriented + float(o.sum()), total + float(t.sum())
             yj = apply_perturbation(y, "jpeg", 75.0)
             embs = {}
             for tag, img in (("clean", x), ("prot", y), ("jpeg", yj)):
@@ -402,7 +407,8 @@ class Trainer:
                 cos.setdefault(name, []).append((embs["clean"][k] * embs["prot"][k]).sum(1).cpu())
                 cos.setdefault(f"jpeg75/{name}", []).append((embs["clean"][k] * embs["jpeg"][k]).sum(1).cpu())
         gen.train(was_training)
-        out = {"step": float(step), "val/psnr": float(torch.cat(ps).mean())}
+        out = {"step": float(step), "val/psnr": float(torch.cat(ps).mean()),
+               "val/coherence": oriented / max(total, 1e-30)}
         for key, v in cos.items():
             c = torch.cat(v)
             name = key.split("/")[-1]
