@@ -167,7 +167,8 @@ def main() -> None:
         coh, line_rms = float(oriented.mean() / total.mean().clamp_min(1e-30)), float(oriented.mean().sqrt()) * 255
         print(f"{v:22s} {psnr:.2f} dB {dt:.2f}s/crop below% " + " ".join(f"{b:3.0f}" for b in below)
               + " | cos " + " ".join(f"{float(c.mean()):.3f}" for c in cos)
-              + f" | chroma RMS {chroma:.2f} flat-luma RMS {flat_rms:.2f} | coherence {coh:.3f} line RMS {line_rms:.2f}",
+              + f" | chroma RMS {chroma:.2f} flat-luma RMS {flat_rms:.2f}"
+              + f" | coherence {coh:.3f} line RMS {line_rms:.2f}",
               flush=True)
 
 

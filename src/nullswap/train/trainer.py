@@ -370,9 +370,9 @@ class Trainer:
         """Held-out identities, raw generator output (no inference guard).
 
         Reports PSNR (dB), the change's line coherence (:func:`~nullswap.losses.line_energy.coherence`: 0 for
-        isotropic grain, 1 for parallel strokes), and per recognizer (training ones and ``eval_recognizers``, the unseen ones) the mean
-        cosine(clean, protected) and the share of faces below its LFW-calibrated threshold, also after a real JPEG
-        q75 round trip of the protected crops (``val/jpeg75/...``).
+        isotropic grain, 1 for parallel strokes), and per recognizer (training ones and ``eval_recognizers``, the
+        unseen ones) the mean cosine(clean, protected) and the share of faces below its LFW-calibrated threshold,
+        also after a real JPEG q75 round trip of the protected crops (``val/jpeg75/...``).
         """
         from nullswap.evaluation.perturbations import apply_perturbation
         from nullswap.losses.line_energy import line_energy_map
