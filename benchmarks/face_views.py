@@ -1,7 +1,8 @@
 """Side-by-side views of faces in a whole photo, cloaked by several checkpoints or strengths, magnified for the eye.
 
 Usage: python benchmarks/face_views.py --specs default:1.0,runs/X/export:1.17
-       [--photo ../shared/data/photos/group_t1.jpg] [--faces 1,5] [--zoom 2] [--margin 0.15] [--threads 2] --out docs/img/NAME.png
+       [--photo ../shared/data/photos/group_t1.jpg] [--faces 1,5] [--zoom 2] [--margin 0.15] [--threads 2]
+       --out docs/img/NAME.png
 
 Each spec is ``CHECKPOINT:SCALE`` (``default`` = the packaged model): the one pass (``--method nullswap``, no
 refinement) through the full ``nullswap protect`` path (SCRFD detection, alignment, feathered paste-back) with the
