@@ -211,13 +211,14 @@ register_weight(
     WeightSpec(
         name="nullswap-default",
         filename="model.safetensors",
-        sha256="325cf25e12fbd24f81eb0d1f2078ce68c44214f644aaec632a96e429ebff83fa",
+        sha256="de82070c7ea706aaa8745593b810f43956082415cc2ddace2b0d820cc3e23a05",
         size=2136600,
         license="non-commercial research (trained on CelebA crops, with InsightFace's non-commercial w600k_mbf as a "
         "training recognizer)",
         provenance="nullswap project: configs/nullswap-cpu-wide.yaml generator (525,430 parameters, 128 px), "
-        "trained 8,600 steps (1,050 at batch 32 on one H200, 7,550 at batch 8 on 2 CPU cores, the last 4,600 "
-        "with the texture-masking term of configs/nullswap-cpu-wide-masked.yaml and -strong.yaml) on "
+        "trained 9,800 steps (1,050 at batch 32 on one H200, 8,750 at batch 8 on 2 CPU cores, the last 5,800 "
+        "with the texture-masking term of configs/nullswap-cpu-wide-masked*.yaml, the last 1,200 with "
+        "lambda_chroma 1.0) on "
         "../shared/data/celeba train identities with arcface-mbf, "
         "mobilefacenet-casia, dlib-resnet29, faceplugin-512; MODEL_CARD.md",
         sources=(PackageSource("assets/nullswap-default/model.safetensors"),),
