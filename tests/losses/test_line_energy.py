@@ -78,18 +78,8 @@ def test_bad_inputs_raise_typed_errors():
     assert lines_config(None) == DEFAULT_LINES
 
 
-def test_total_loss_adds_the_term_divided_by_the_budget():
-    class Tiny(torch.nn.Module):
-        names = ["a"]
-
-        def forward(self, x):
-            return [x.mean((2, 3))]
-
-    g = torch.Generator().manual_seed(2)
-    clean = torch.rand(2, 3, 16, 16, generator=g) * 0.8 + 0.1
-    prot = clean + (torch.rand(2, 3, 16, 16, generator=g) - 0.5) * 0.02
-    kw = dict(lambda_lpips=0.0, lambda_d=0.0, strategy="average", psnr_floor=40.0)
-    args = dict(ensemble=Tiny(), perceptual=None, fake_logits=None, epoch=0.0)
+def test_total_loss_adds_the_term_divided_by_the_budget(extra_term_case):
+    clean, prot, kw, args = extra_term_case
     t0, c0 = NullSwapLoss(["a"], **kw)(clean, prot, **args)
     t1, c1 = NullSwapLoss(["a"], lambda_lines=3.0, lines={"rho": 2.0}, **kw)(clean, prot, **args)
     assert c0["loss/lines"] == 0.0
