@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 
 from nullswap.evaluation.harness import load_eval_set
-from nullswap.losses.line_energy import line_energy_map
+from nullswap.losses.line_energy import coherence, line_energy_loss
 from nullswap.losses.masking import luminance, masking_weights
 from nullswap.losses.reconstruction import chroma_loss
 from nullswap.protectors import create_protector
@@ -163,8 +163,7 @@ def main() -> None:
         chroma = float(chroma_loss(x, y).sqrt()) * 255
         dy = luminance(y - x)
         flat_rms = float(dy.pow(2)[flat].mean().sqrt()) * 255
-        oriented, total = line_energy_map(x, y)
-        coh, line_rms = float(oriented.mean() / total.mean().clamp_min(1e-30)), float(oriented.mean().sqrt()) * 255
+        coh, line_rms = coherence(x, y), float(line_energy_loss(x, y).sqrt()) * 255
         print(f"{v:22s} {psnr:.2f} dB {dt:.2f}s/crop below% " + " ".join(f"{b:3.0f}" for b in below)
               + " | cos " + " ".join(f"{float(c.mean()):.3f}" for c in cos)
               + f" | chroma RMS {chroma:.2f} flat-luma RMS {flat_rms:.2f}"

@@ -49,7 +49,7 @@ def structure_tensor(d: torch.Tensor, sigma: float = 1.0, rho: float = 3.0) -> t
     for name, v in (("sigma", sigma), ("rho", rho)):
         if isinstance(v, bool) or not isinstance(v, int | float) or not v > 0:
             raise InputError(f"{name}: expected a number > 0, got {v!r}")
-    d = d if d.is_floating_point() else d.float()
+    d = d.to(torch.promote_types(d.dtype, torch.float32))  # float64 stays float64, the rest float32
     s = kornia.filters.gaussian_blur2d(d, _kernel(sigma), (float(sigma), float(sigma)))
     g = kornia.filters.spatial_gradient(s, mode="sobel", normalized=True)
     gx, gy = g[:, :, 0], g[:, :, 1]
@@ -68,8 +68,7 @@ def line_energy_map(clean: torch.Tensor, protected: torch.Tensor, sigma: float =
         rho: integration scale in pixels.
     """
     check_same_shape(clean, protected, ("clean", "protected"))
-    change = protected - clean if protected.dtype == torch.float64 else protected.float() - clean.float()
-    jxx, jyy, jxy = structure_tensor(luminance(change), sigma, rho)
+    jxx, jyy, jxy = structure_tensor(luminance(protected - clean), sigma, rho)
     # the tiny constant keeps sqrt differentiable where the change is 0 (gradient units: 1/px, so J ~ 1e-5 here)
     oriented = ((jxx - jyy).pow(2) + 4 * jxy.pow(2) + 1e-20).sqrt()
     return oriented, jxx + jyy
