@@ -18,7 +18,9 @@ verdict (each verifier aligning the whole in-memory photo and embedding clean an
 cache; the JPEG encoded by the save), on the same models in the same run. ``--compare-backend`` adds a row per photo
 with the verifiers on the other backend (onnxruntime vs PyTorch, :func:`nullswap.verdict.verifier_backend`; the
 default is ``NULLSWAP_VERIFY_BACKEND`` or ``auto``), interleaved run by run with the default rows; the verdicts of
-both are compared (largest cosine difference printed). ``--compare-speedups`` adds a row per photo with the NullSwap
+both are compared (largest cosine difference printed). ``--compare-noverify`` adds a row per photo with
+verification off (``nullswap protect --no-verify``: no verdict, the output encoded once by the save), interleaved.
+``--compare-speedups`` adds a row per photo with the NullSwap
 generator as loaded instead of its fused inference copy (:mod:`nullswap.protectors.nullswap.inference`) and, where
 the generator runs in bfloat16 (``precision`` auto on a CPU with native bfloat16), one with it in float32, interleaved.
 Folders: ``--n`` copies of the shared JPEGs at their own size, and ``--n12`` copies of the 12-MP photo, through
@@ -193,6 +195,11 @@ def main() -> None:
         help="add rows with the generator as loaded (not fused for inference) and in float32, interleaved",
     )
     ap.add_argument(
+        "--compare-noverify",
+        action="store_true",
+        help="add rows with verification off (`nullswap protect --no-verify`: photos unverified), interleaved",
+    )
+    ap.add_argument(
         "--verify-before",
         action="store_true",
         help="add rows with the verification as it was before the batched, on-disk verdict",
@@ -244,6 +251,8 @@ def main() -> None:
         if args.verify_before:
             legacy = legacy_verify(pp)
             variants["nullswap, verify before"] = lambda: _patched(pp, "_verify", legacy)
+        if args.compare_noverify:
+            variants["nullswap, --no-verify"] = lambda: _patched(pp, "verifier", None)
         if args.compare_backend and pp.verifier is not None:
             other = "torch" if pp.verifier.backend == "ort" else "ort"
             t = time.perf_counter()

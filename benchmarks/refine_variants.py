@@ -23,11 +23,12 @@ training recognizers, with:
 Every variant sees the same crops (``--probes`` spread over the ``--split`` identities of the training split, seed 0)
 and the same generator noise (batch ``i`` seeded ``i``). Printed per variant: PSNR, seconds per crop, the share of
 crops whose cosine to their own clean crop is below each recognizer's LFW best-accuracy threshold (training
-recognizers first, then the unseen human-models ones), the mean cosines, and two visibility proxies of the whole
-change: its BT.601 chroma RMS and its luminance RMS on flat pixels (contrast-masking weight > 0.8, i.e. local
-luminance std below ~0.016: cheeks, forehead), both in 1/255, and how much of its luminance is drawn as strokes: the
-line coherence of :mod:`nullswap.losses.line_energy` (0: isotropic grain, 1: parallel strokes; grey noise ~0.24) and
-the line RMS, ``sqrt(mean(l1 - l2))`` in 1/255 per pixel. MODEL_CARD.md has the session-7 table.
+recognizers first, then the unseen human-models ones), the mean cosines, and visibility proxies of the whole change:
+its BT.601 chroma RMS, its luminance RMS on flat pixels (contrast-masking weight > 0.8, i.e. local luminance std
+below ~0.018: cheeks, forehead) and beside edges (3x3 weight > 0.8 but 7x7 weight < 0.3: a line drawn 2-3 px beside
+the nose's or a fold's own edge), all in 1/255, and how much of its luminance is drawn as strokes: the line coherence
+of :mod:`nullswap.losses.line_energy` (0: isotropic grain, 1: parallel strokes; grey noise ~0.24) and the line RMS,
+``sqrt(mean(l1 - l2))`` in 1/255 per pixel. MODEL_CARD.md has the session-7 table.
 """
 
 from __future__ import annotations
@@ -136,7 +137,10 @@ def main() -> None:
     with torch.no_grad():
         clean = ev(x)
     flat = masking_weights(x) > 0.8
-    print(f"flat pixels (masking weight > 0.8): {float(flat.float().mean()) * 100:.0f} %")
+    # beside an edge: smooth under a 3x3 window, textured under the 7x7 one (a pixel 2-3 px from an edge)
+    beside = (masking_weights(x, window=3) > 0.8) & (masking_weights(x) < 0.3)
+    print(f"flat pixels (masking weight > 0.8): {float(flat.float().mean()) * 100:.0f} %; beside an edge (3x3 weight"
+          f" > 0.8, 7x7 < 0.3): {float(beside.float().mean()) * 100:.1f} %")
     print(f"{len(x)} {args.split} probes; thresholds " + " ".join(f"{n} {thr[n]:.3f}" for n in MEASURED), flush=True)
     for v in args.variants.split(","):
         base, *flags = v.split("+")
@@ -163,10 +167,11 @@ def main() -> None:
         chroma = float(chroma_loss(x, y).sqrt()) * 255
         dy = luminance(y - x)
         flat_rms = float(dy.pow(2)[flat].mean().sqrt()) * 255
+        beside_rms = float(dy.pow(2)[beside].mean().sqrt()) * 255 if bool(beside.any()) else float("nan")
         coh, line_rms = coherence(x, y), float(line_energy_loss(x, y).sqrt()) * 255
         print(f"{v:22s} {psnr:.2f} dB {dt:.2f}s/crop below% " + " ".join(f"{b:3.0f}" for b in below)
               + " | cos " + " ".join(f"{float(c.mean()):.3f}" for c in cos)
-              + f" | chroma RMS {chroma:.2f} flat-luma RMS {flat_rms:.2f}"
+              + f" | chroma RMS {chroma:.2f} flat-luma RMS {flat_rms:.2f} edge-side RMS {beside_rms:.2f}"
               + f" | coherence {coh:.3f} line RMS {line_rms:.2f}",
               flush=True)
 
