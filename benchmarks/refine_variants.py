@@ -28,7 +28,9 @@ its BT.601 chroma RMS, its luminance RMS on flat pixels (contrast-masking weight
 below ~0.018: cheeks, forehead) and beside edges (3x3 weight > 0.8 but 7x7 weight < 0.3: a line drawn 2-3 px beside
 the nose's or a fold's own edge), all in 1/255, and how much of its luminance is drawn as strokes: the line coherence
 of :mod:`nullswap.losses.line_energy` (0: isotropic grain, 1: parallel strokes; grey noise ~0.24) and the line RMS,
-``sqrt(mean(l1 - l2))`` in 1/255 per pixel. MODEL_CARD.md has the session-7 table.
+``sqrt(mean(l1 - l2))`` in 1/255 per pixel, and the share of the change's energy every probe shares
+(:func:`nullswap.losses.shared_change.shared_change_share`: a drawing in the template's coordinates).
+MODEL_CARD.md has the session-7 table.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from nullswap.evaluation.harness import load_eval_set
 from nullswap.losses.line_energy import coherence, line_energy_loss
 from nullswap.losses.masking import luminance, masking_weights
 from nullswap.losses.reconstruction import chroma_loss
+from nullswap.losses.shared_change import shared_change_share
 from nullswap.protectors import create_protector
 from nullswap.protectors.nullswap.protector import blurred_copy
 from nullswap.recognizers.ensemble import RecognizerEnsemble
@@ -169,10 +172,11 @@ def main() -> None:
         flat_rms = float(dy.pow(2)[flat].mean().sqrt()) * 255
         beside_rms = float(dy.pow(2)[beside].mean().sqrt()) * 255 if bool(beside.any()) else float("nan")
         coh, line_rms = coherence(x, y), float(line_energy_loss(x, y).sqrt()) * 255
+        shared = shared_change_share(x, y) * 100
         print(f"{v:22s} {psnr:.2f} dB {dt:.2f}s/crop below% " + " ".join(f"{b:3.0f}" for b in below)
               + " | cos " + " ".join(f"{float(c.mean()):.3f}" for c in cos)
               + f" | chroma RMS {chroma:.2f} flat-luma RMS {flat_rms:.2f} edge-side RMS {beside_rms:.2f}"
-              + f" | coherence {coh:.3f} line RMS {line_rms:.2f}",
+              + f" | coherence {coh:.3f} line RMS {line_rms:.2f} | shared {shared:.1f} %",
               flush=True)
 
 
