@@ -1,13 +1,12 @@
 """The change shared by every face: the part of a generator's perturbation that does not depend on the face.
 
-Not in the NullSwap paper. Added for issue 12 (invisibility), from a measurement of the shipped one pass (v7, 64
-CelebA validation crops aligned to ``protector-128``, ``python benchmarks/refine_variants.py``): the mean of the 64
-changes holds 18 % of their energy (mean cosine of a change with the mean 0.42), and shown 20x it is a drawn face:
-brow furrows, an arch over the nose, nasolabial lines and a green/magenta mouth region, in the template's coordinates.
-On a real face this canonical drawing lands beside the face's own nose and folds and reads as a second outline and as
+Not in the NullSwap paper. Added for issue 12 (invisibility), from a measurement of the shipped one pass (v7, 64 CelebA
+validation crops aligned to ``protector-128``, ``python benchmarks/universality.py --png DIR``): the mean of the 64
+changes holds 18 % of their energy (mean cosine of a change with the mean 0.42), and shown 20x it is a drawn face: brow
+furrows, an arch over the nose, nasolabial lines and a green/magenta mouth region, in the template's coordinates. On a
+real face this canonical drawing lands beside the face's own nose and folds and reads as a second outline and as
 forehead wrinkles (``docs/img/group-v7-vs-lines4x-2x.png``), while alone, at the whole change's RMS, it fools no
-recognizer on those probes. The term charges that shared part so the generator keeps the change that follows each
-face.
+recognizer on those probes. The term charges that shared part so the generator keeps the change that follows each face.
 
 For a batch of changes ``d_b = I'_b - I_b`` (``B >= 2``) the squared norm of their expected value is estimated without
 the bias of the batch mean (``E|mean_b d_b|^2 = |m|^2 + E|d - m|^2 / B``) by the mean inner product of distinct pairs:
