@@ -211,14 +211,14 @@ register_weight(
     WeightSpec(
         name="nullswap-default",
         filename="model.safetensors",
-        sha256="de82070c7ea706aaa8745593b810f43956082415cc2ddace2b0d820cc3e23a05",
+        sha256="1d5bafc1177c5652705fe9672d5b8805a8b4e89042e04684285f221601d5acef",
         size=2136600,
         license="non-commercial research (trained on CelebA crops, with InsightFace's non-commercial w600k_mbf as a "
         "training recognizer)",
         provenance="nullswap project: configs/nullswap-cpu-wide.yaml generator (525,430 parameters, 128 px), "
-        "trained 9,800 steps (1,050 at batch 32 on one H200, 8,750 at batch 8 on 2 CPU cores, the last 5,800 "
-        "with the texture-masking term of configs/nullswap-cpu-wide-masked*.yaml, the last 1,200 with "
-        "lambda_chroma 1.0) on "
+        "trained 12,400 steps (1,050 at batch 32 on one H200, 11,350 at batch 8 on 2 CPU cores, the last "
+        "8,400 with the texture-masking term of configs/nullswap-cpu-wide-masked*.yaml, the last 2,600 with it on a "
+        "3x3 window and the last 1,200 with lambda_chroma 4.0; residual x1.28) on "
         "../shared/data/celeba train identities with arcface-mbf, "
         "mobilefacenet-casia, dlib-resnet29, faceplugin-512; MODEL_CARD.md",
         sources=(PackageSource("assets/nullswap-default/model.safetensors"),),
