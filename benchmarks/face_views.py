@@ -35,6 +35,23 @@ def _u8(x: torch.Tensor) -> np.ndarray:
     return (x.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
 
 
+def face_window(shape: tuple[int, ...], box: tuple[float, ...] | list[float], margin: float) -> tuple[int, ...]:
+    """``(x0, y0, x1, y1)`` of a face box grown by ``margin`` of its width, inside a ``(3,H,W)`` photo."""
+    x0, y0, x1, y1 = (int(v) for v in box)
+    m = int(margin * (x1 - x0))
+    return max(0, x0 - m), max(0, y0 - m), min(shape[2], x1 + m), min(shape[1], y1 + m)
+
+
+def save_grid(rows: list[list[torch.Tensor]], zoom: int, out: str | Path) -> tuple[int, int]:
+    """Tiles ``(3,h,w)`` laid out row by row (cut to the smallest row), magnified ``zoom``x by nearest neighbour."""
+    arrs = [np.concatenate([_u8(t) for t in row], 1) for row in rows]
+    wmin, hmin = min(r.shape[1] for r in arrs), min(r.shape[0] for r in arrs)
+    a = np.concatenate([r[:hmin, :wmin] for r in arrs], 0)
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(a).resize((a.shape[1] * zoom, a.shape[0] * zoom), Image.NEAREST).save(out)
+    return a.shape[1] * zoom, a.shape[0] * zoom
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--specs", required=True, help="CHECKPOINT:SCALE,... (CHECKPOINT 'default': the packaged model)")
@@ -60,24 +77,18 @@ def main() -> None:
     faces = [int(f) - 1 for f in args.faces.split(",")]
     rows = []
     for i in faces:
-        x0, y0, x1, y1 = (int(v) for v in boxes[i])
-        m = int(args.margin * (x1 - x0))
-        x0, y0 = max(0, x0 - m), max(0, y0 - m)
-        x1, y1 = min(img.shape[2], x1 + m), min(img.shape[1], y1 + m)
+        x0, y0, x1, y1 = face_window(tuple(img.shape), boxes[i], args.margin)
         clean = img[:, y0:y1, x0:x1]
-        tiles = [_u8(clean)]
+        tiles = [clean]
         for spec, out in outs:
             w = out[:, y0:y1, x0:x1]
             print(f"face {i + 1} {spec}: window {float(psnr(w[None], clean[None])):.2f} dB, "
                   f"max change {float((w - clean).abs().max()) * 255:.1f}/255, "
                   f"line coherence {coherence(clean[None], w[None]):.3f}", flush=True)
-            tiles.append(_u8(w))
-        rows.append(np.concatenate(tiles, 1))
-    wmin, hmin = min(r.shape[1] for r in rows), min(r.shape[0] for r in rows)
-    a = np.concatenate([r[:hmin, :wmin] for r in rows], 0)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(a).resize((a.shape[1] * args.zoom, a.shape[0] * args.zoom), Image.NEAREST).save(args.out)
-    print(f"wrote {args.out} ({a.shape[1] * args.zoom} x {a.shape[0] * args.zoom})")
+            tiles.append(w)
+        rows.append(tiles)
+    w, h = save_grid(rows, args.zoom, args.out)
+    print(f"wrote {args.out} ({w} x {h})")
 
 
 if __name__ == "__main__":

@@ -29,15 +29,14 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 from nullswap.losses.shared_change import shared_change_share
 from nullswap.protectors import create_protector
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from face_views import face_window, save_grid  # noqa: E402 - the same windows and layout as its views
 from refine_variants import MEASURED, held_out_crops, measured_ensemble, probe_arguments  # noqa: E402 - same probes and recognizers
 
 SHARED_PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "photos"
@@ -77,9 +76,7 @@ def minus_mean_views(checkpoint: str | None, m: torch.Tensor, out: Path, faces: 
         boxes = [f.box for f in r.faces]
     rows = []
     for i in (f - 1 for f in faces):
-        x0, y0, x1, y1 = (int(v) for v in boxes[i])
-        g = int(0.15 * (x1 - x0))
-        x0, y0, x1, y1 = max(0, x0 - g), max(0, y0 - g), min(img.shape[2], x1 + g), min(img.shape[1], y1 + g)
+        x0, y0, x1, y1 = face_window(tuple(img.shape), boxes[i], 0.15)
         clean = img[:, y0:y1, x0:x1]
         tiles = [clean]
         for mode, o in outs:
@@ -87,10 +84,8 @@ def minus_mean_views(checkpoint: str | None, m: torch.Tensor, out: Path, faces: 
             print(f"  face {i + 1} {mode}: window {float(_psnr(clean[None], w[None])):.2f} dB, line coherence "
                   f"{coherence(clean[None], w[None]):.3f}")
             tiles.append(w)
-        rows.append(np.concatenate([(t.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy() for t in tiles], 1))
-    wmin, hmin = min(r.shape[1] for r in rows), min(r.shape[0] for r in rows)
-    a = np.concatenate([r[:hmin, :wmin] for r in rows], 0)
-    Image.fromarray(a).resize((a.shape[1] * 2, a.shape[0] * 2), Image.NEAREST).save(out)
+        rows.append(tiles)
+    save_grid(rows, 2, out)
     print(f"  wrote {out}")
 
 
@@ -138,9 +133,9 @@ def main() -> None:
               flush=True)
         if args.png is not None:
             args.png.mkdir(parents=True, exist_ok=True)
-            im = F.interpolate((0.5 + m.view(1, *x.shape[1:]) * 20).clamp(0, 1), scale_factor=3, mode="nearest")[0]
-            out = args.png / f"mean-change-{Path(name).parent.name if name.endswith('export') else Path(name).name}.png"
-            Image.fromarray((im.permute(1, 2, 0).numpy() * 255).round().astype("uint8")).save(out)
+            label = Path(name).parent.name if Path(name).name == "export" else Path(name).name  # runs/X/export -> X
+            out = args.png / f"mean-change-{label}.png"
+            save_grid([[0.5 + m.view(*x.shape[1:]) * 20]], 3, out)
             print(f"  wrote {out}")
             minus_mean_views(ck or None, m.view(1, *x.shape[1:]), out.with_name(out.name.replace("mean-change",
                                                                                                "minus-mean")))

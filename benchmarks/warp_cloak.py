@@ -31,16 +31,15 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 from nullswap.metrics.perceptual import create_perceptual
 from nullswap.protectors import create_protector
 from nullswap.recognizers.ensemble import RecognizerEnsemble
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from face_views import save_grid  # noqa: E402 - the same picture layout
 from refine_variants import MEASURED, held_out_crops, measured_ensemble, probe_arguments  # noqa: E402 - same probes
 
 TRAINING = ["arcface-mbf", "mobilefacenet-casia", "dlib-resnet29", "faceplugin-512"]
@@ -125,10 +124,7 @@ def main() -> None:
         shown.append(y[:4].clamp(0, 1))
     if args.png is not None:
         shown.append(one)
-        rows = [np.concatenate([(t[i].permute(1, 2, 0).numpy() * 255).round().astype("uint8") for t in shown], 1)
-                for i in range(shown[0].shape[0])]
-        a = np.concatenate(rows, 0)
-        Image.fromarray(a).resize((a.shape[1] * 2, a.shape[0] * 2), Image.NEAREST).save(args.png)
+        save_grid([[t[i] for t in shown] for i in range(shown[0].shape[0])], 2, args.png)
         print(f"wrote {args.png}")
 
 

@@ -55,6 +55,13 @@ def psnr_floor_penalty(clean: torch.Tensor, protected: torch.Tensor, floor_db: f
     return torch.relu(mse - 10.0 ** (-float(floor_db) / 10.0)).mean()
 
 
+def _non_negative(name: str, value: object) -> float:
+    """``value`` as a float, or :class:`InputError` unless it is a number >= 0 (not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise InputError(f"{name}: expected a number >= 0, got {value!r}")
+    return float(value)
+
+
 class NullSwapLoss:
     """``L_total = lambda_id L_id + lambda_MSE L_MSE + lambda_LPIPS L_LPIPS + lambda_D L_D`` (Eq. 13).
 
@@ -166,20 +173,12 @@ class NullSwapLoss:
             given = dict(thresholds or {})
             self.targets = [threshold_target(given[n] if n in given else verification_threshold(n), self.margin)
                             for n in names]
-        if isinstance(lambda_chroma, bool) or not isinstance(lambda_chroma, int | float) or lambda_chroma < 0:
-            raise InputError(f"lambda_chroma: expected a number >= 0, got {lambda_chroma!r}")
-        self.lambda_chroma = float(lambda_chroma)
-        if isinstance(lambda_masked, bool) or not isinstance(lambda_masked, int | float) or lambda_masked < 0:
-            raise InputError(f"lambda_masked: expected a number >= 0, got {lambda_masked!r}")
-        self.lambda_masked = float(lambda_masked)
+        self.lambda_chroma = _non_negative("lambda_chroma", lambda_chroma)
+        self.lambda_masked = _non_negative("lambda_masked", lambda_masked)
         self.masking = masking_config(masking)
-        if isinstance(lambda_lines, bool) or not isinstance(lambda_lines, int | float) or lambda_lines < 0:
-            raise InputError(f"lambda_lines: expected a number >= 0, got {lambda_lines!r}")
-        self.lambda_lines = float(lambda_lines)
+        self.lambda_lines = _non_negative("lambda_lines", lambda_lines)
         self.lines = lines_config(lines)
-        if isinstance(lambda_shared, bool) or not isinstance(lambda_shared, int | float) or lambda_shared < 0:
-            raise InputError(f"lambda_shared: expected a number >= 0, got {lambda_shared!r}")
-        self.lambda_shared = float(lambda_shared)
+        self.lambda_shared = _non_negative("lambda_shared", lambda_shared)
         if isinstance(perceptual_images, bool) or not isinstance(perceptual_images, int) or perceptual_images < 0:
             raise InputError(f"perceptual_images: expected an int >= 0, got {perceptual_images!r}")
         self.perceptual_images = perceptual_images
@@ -276,24 +275,22 @@ class NullSwapLoss:
             k = self.perceptual_images or clean.shape[0]
             l_lpips = perceptual_loss(perceptual, clean[:k], protected[:k])
             total = total + self.lambda_lpips * l_lpips
+        # the terms added for issue 12 are divided by the PSNR floor's MSE budget (1e-4 without a floor)
+        budget = 10.0 ** (-self.psnr_floor / 10.0) if self.psnr_floor is not None else 1e-4
         l_chroma = zero
         if self.lambda_chroma > 0:
-            budget = 10.0 ** (-self.psnr_floor / 10.0) if self.psnr_floor is not None else 1e-4
             l_chroma = chroma_loss(clean, protected)
             total = total + self.lambda_chroma * l_chroma / budget
         l_masked = zero
         if self.lambda_masked > 0:
-            budget = 10.0 ** (-self.psnr_floor / 10.0) if self.psnr_floor is not None else 1e-4
             l_masked = masked_luma_loss(clean, protected, **self.masking)
             total = total + self.lambda_masked * l_masked / budget
         l_lines = zero
         if self.lambda_lines > 0:
-            budget = 10.0 ** (-self.psnr_floor / 10.0) if self.psnr_floor is not None else 1e-4
             l_lines = line_energy_loss(clean, protected, **self.lines)
             total = total + self.lambda_lines * l_lines / budget
         l_shared = zero
         if self.lambda_shared > 0:
-            budget = 10.0 ** (-self.psnr_floor / 10.0) if self.psnr_floor is not None else 1e-4
             l_shared = shared_change_loss(clean, protected)
             total = total + self.lambda_shared * l_shared / budget
         l_adv = zero
