@@ -1,5 +1,6 @@
 """Issue-12 objective options: threshold-aware identity term, chroma penalty, EOT degradations, max_delta bound."""
 
+import math
 import random
 
 import pytest
@@ -131,6 +132,43 @@ def test_recognizers_per_step_draws_subsets_and_resumes():
         NullSwapLoss(ens.names, strategy="dlw", recognizers_per_step=2)
     with pytest.raises(InputError, match="recognizers_per_step"):
         NullSwapLoss(ens.names, strategy="average", recognizers_per_step=5)
+
+
+def test_psnr_target_scales_the_identity_term_by_dual_ascent():
+    ens = RecognizerEnsemble([TinyRecognizer(0)], source_template="protector-128")
+    x = torch.rand(2, 3, 128, 128, generator=torch.Generator().manual_seed(0))
+    y = (x + 0.01 * torch.randn(x.shape, generator=torch.Generator().manual_seed(1))).clamp(0, 1)
+    mse = (y - x).pow(2).flatten(1).mean(1)
+    psnr = float((-10 * torch.log10(mse)).mean())  # ~40 dB
+    kw = {"ensemble": ens, "perceptual": None, "fake_logits": None, "epoch": 0}
+    base = {"strategy": "average", "lambda_lpips": 0, "lambda_d": 0, "lambda_mse": 0}
+    fixed = NullSwapLoss(ens.names, **base)
+    crit = NullSwapLoss(ens.names, **base, psnr_target=psnr - 2.0, psnr_target_rate=0.1)
+    t0, c0 = crit(x, y, **kw)  # first step at s = 1, then log s += 0.1 * 2
+    assert float(t0) == pytest.approx(float(fixed(x, y, **kw)[0]), rel=1e-6) and c0["loss/id_scale"] == 1.0
+    assert crit.log_id_scale == pytest.approx(0.2, abs=1e-4)
+    t1, c1 = crit(x, y, **kw)  # a batch cleaner than the target: the identity term weighs more
+    assert c1["loss/id_scale"] == pytest.approx(math.exp(0.2), rel=1e-4)
+    assert float(t1) == pytest.approx(float(t0) * math.exp(0.2), rel=1e-4)
+    # dirtier than the target: the scale falls; the bounds hold
+    low = NullSwapLoss(ens.names, **base, psnr_target=psnr + 50.0, psnr_target_rate=1.0, id_scale_bounds=(0.5, 2.0))
+    low(x, y, **kw)
+    assert low.log_id_scale == pytest.approx(math.log(0.5))
+    # the scale is part of the resumable state; an older state without it starts at 1
+    again = NullSwapLoss(ens.names, **base, psnr_target=psnr - 2.0)
+    again.load_state_dict(crit.state_dict())
+    assert again.log_id_scale == pytest.approx(crit.log_id_scale)
+    old = {k: v for k, v in crit.state_dict().items() if k != "_log_id_scale"}
+    again.load_state_dict(old)
+    assert again.log_id_scale == 0.0
+    # without a target the weights are fixed
+    fixed(x, y, **kw)
+    assert fixed.log_id_scale == 0.0 and fixed(x, y, **kw)[1]["loss/id_scale"] == 1.0
+    for bad in ({"psnr_target": 0}, {"psnr_target": True}, {"id_scale_bounds": (2.0, 4.0)},
+                {"id_scale_bounds": (0.5,)}, {"psnr_target_rate": -1.0}):
+        with pytest.raises(InputError):
+            NullSwapLoss(ens.names, **bad)
+    assert NullSwapLoss.from_config({"psnr_target": 38.5, "id_scale_bounds": [0.2, 5]}, ens.names).psnr_target == 38.5
 
 
 def _refine_setup():
