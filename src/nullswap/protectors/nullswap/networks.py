@@ -5,6 +5,8 @@ See :mod:`nullswap.protectors.nullswap` for the architecture and the Choices the
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -136,14 +138,31 @@ class NullSwapGenerator(nn.Module):
         _check_size(int(x.shape[-2]), "input height")
         _check_size(int(x.shape[-1]), "input width")
         pert = self.perturbation(self.id_extraction(x))
-        pert = pert + self.random_noise(pert, generator, noise_scale)
-        feat = self.features(x)
-        h = self.cloak(torch.cat([self.gamma * pert, feat], dim=1))
+        return self._finish(x, pert + self.random_noise(pert, generator, noise_scale), float(perturbation_scale))
+
+    def noise_shape(self, x_shape: Sequence[int]) -> tuple[int, int, int, int]:
+        """Shape of Eq. 1's noise for an input of shape ``(B, 3, H, W)``: ``(B, perturb_channels, H/4, W/4)``."""
+        b, _, h, w = (int(v) for v in x_shape)
+        return (b, self.config.perturb_channels, h // 4, w // 4)
+
+    def one_pass(self, x: torch.Tensor, noise: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        """The forward pass with Eq. 1's noise term and the residual factor given as tensors (for graph export).
+
+        ``forward(x, generator=g, noise_scale=s, perturbation_scale=p)`` equals
+        ``one_pass(x, random_noise(like, g, s), torch.tensor([p]))`` for ``p > 0`` (``like`` of
+        :meth:`noise_shape`): no checks and no branch on the values, so :mod:`torch.onnx` can trace it once
+        (:mod:`nullswap.protectors.nullswap.ort_generator`).
+        """
+        return self._finish(x, self.perturbation(self.id_extraction(x)) + noise, scale)
+
+    def _finish(self, x: torch.Tensor, pert: torch.Tensor, scale: float | torch.Tensor) -> torch.Tensor:
+        """Cloaking Block, reconstruction and the output mapping from the noisy perturbation features."""
+        h = self.cloak(torch.cat([self.gamma * pert, self.features(x)], dim=1))
         h = self.reconstruct(torch.cat([h, x.to(h.dtype)], dim=1))
-        r = self.to_residual(h)
-        y = _logit_residual(x, perturbation_scale * r.to(x.dtype))
-        cap = self.config.max_delta / 255.0 * float(perturbation_scale)
-        if cap > 0:
+        y = _logit_residual(x, scale * self.to_residual(h).to(x.dtype))
+        if self.config.max_delta > 0 and (isinstance(scale, torch.Tensor) or scale > 0):
+            # a soft per-pixel cap: |y - x| < max_delta / 255 (times the residual factor)
+            cap = self.config.max_delta / 255.0 * scale
             y = (x + cap * torch.tanh((y - x) / cap)).clamp(0, 1)
         return y
 

@@ -6,6 +6,7 @@ identity-targeted refinement steps (see :class:`NullSwapProtector`).
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any
 
@@ -18,6 +19,10 @@ from nullswap.protectors.base import Protector, register_protector, strength_sca
 from nullswap.protectors.nullswap.checkpoint import DEFAULT_WEIGHTS_DIR, MODEL_FILENAME, load_nullswap
 from nullswap.protectors.nullswap.config import NullSwapConfig
 from nullswap.protectors.nullswap.inference import fuse_for_inference, is_fused, resolve_precision
+from nullswap.protectors.nullswap.ort_generator import OrtGenerator, create_ort_generator, resolve_backend
+from nullswap.recognizers.ort_runner import OrtUnavailableError
+
+log = logging.getLogger(__name__)
 
 __all__ = ["NullSwapProtector", "blurred_copy"]
 
@@ -124,6 +129,11 @@ class NullSwapProtector(Protector):
         self.perturbation_scale = strength_scale(strength)
         self.noise_scale = float(noise_scale)
         self.template = "protector-128" if config.image_size == 128 else "protector-256"
+
+    @property
+    def backend(self) -> str:
+        """Where the one pass runs: ``ort`` (an :class:`~.ort_generator.OrtGenerator`) or ``torch``."""
+        return "ort" if isinstance(self.generator, OrtGenerator) else "torch"
 
     @property
     def input_size(self) -> tuple[int, int]:
@@ -237,6 +247,7 @@ def _make_nullswap(
     precision: str = "fp32",
     refine_chroma: float = 1.0,
     refine_masking: bool = False,
+    backend: str = "torch",
 ) -> NullSwapProtector:
     """Factory: load ``checkpoint`` (or the packaged default) into a :class:`NullSwapProtector` in eval mode.
 
@@ -244,6 +255,11 @@ def _make_nullswap(
     (batch norm folded, channels-last: the same outputs within 1e-6, faster on the CPU); ``fuse=False`` keeps the
     checkpoint's modules as loaded. ``precision``: ``fp32``, ``bf16`` or ``auto``
     (:func:`~nullswap.protectors.nullswap.inference.resolve_precision`: bf16 on a CPU that has it natively).
+    ``backend``: the one pass in ``torch`` (default: training and evaluation measure the PyTorch model), ``ort``
+    (onnxruntime, :mod:`~nullswap.protectors.nullswap.ort_generator`: faster on the CPU, outputs within 1e-4, float32
+    whatever ``precision`` says) or ``auto`` (``ort`` on the CPU when onnxruntime is installed; ``nullswap protect``'s
+    choice). Where onnxruntime cannot run it (not installed, export failed, outputs differ) a warning says so and the
+    one pass stays in PyTorch.
 
     Raises:
         WeightsNotFoundError: no checkpoint given and no packaged default at :data:`DEFAULT_WEIGHTS_DIR`.
@@ -266,8 +282,17 @@ def _make_nullswap(
         psnr_floor = (loss or {}).get("psnr_floor")
     if refine and refine_recognizers is None:  # attack what the generator was trained against
         refine_recognizers = list(meta.get("recognizers") or [])
+    net: nn.Module | None = None
+    if resolve_backend(backend, dev) == "ort":
+        try:
+            net = create_ort_generator(fuse_for_inference(gen, channels_last=False) if fuse else gen)
+            precision = "fp32"  # the session computes in float32
+        except OrtUnavailableError as e:
+            log.warning("nullswap: the one pass stays in PyTorch (%s)", e)
+    if net is None:
+        net = fuse_for_inference(gen) if fuse else gen
     prot = NullSwapProtector(
-        fuse_for_inference(gen) if fuse else gen,
+        net,
         config,
         strength=strength,
         noise_scale=noise_scale,
