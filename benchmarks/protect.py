@@ -20,6 +20,8 @@ with the verifiers on the other backend (onnxruntime vs PyTorch, :func:`nullswap
 default is ``NULLSWAP_VERIFY_BACKEND`` or ``auto``), interleaved run by run with the default rows; the verdicts of
 both are compared (largest cosine difference printed). ``--compare-noverify`` adds a row per photo with
 verification off (``nullswap protect --no-verify``: no verdict, the output encoded once by the save), interleaved.
+``--compare-generator`` adds a row per photo with the one pass in PyTorch (the fused generator at ``precision`` auto,
+the default before 2026-12-07) instead of onnxruntime (:mod:`nullswap.protectors.nullswap.ort_generator`), interleaved.
 ``--compare-speedups`` adds a row per photo with the NullSwap
 generator as loaded instead of its fused inference copy (:mod:`nullswap.protectors.nullswap.inference`) and, where
 the generator runs in bfloat16 (``precision`` auto on a CPU with native bfloat16), one with it in float32, interleaved.
@@ -195,6 +197,11 @@ def main() -> None:
         help="add rows with the generator as loaded (not fused for inference) and in float32, interleaved",
     )
     ap.add_argument(
+        "--compare-generator",
+        action="store_true",
+        help="add rows with the one pass in PyTorch (fused, precision auto) instead of onnxruntime, interleaved",
+    )
+    ap.add_argument(
         "--compare-noverify",
         action="store_true",
         help="add rows with verification off (`nullswap protect --no-verify`: photos unverified), interleaved",
@@ -269,6 +276,23 @@ def main() -> None:
             variants["nullswap, generator unfused"] = lambda: _patched_all(prots, "generator", plain.eval())
             if any(getattr(q, "precision", "fp32") == "bf16" for q in prots):
                 variants["nullswap, generator fp32"] = lambda: _patched_all(prots, "precision", "fp32")
+        if args.compare_generator:
+            from nullswap.protectors.nullswap import load_nullswap
+            from nullswap.protectors.nullswap.inference import fuse_for_inference, resolve_precision
+            from nullswap.protectors.nullswap.protector import DEFAULT_WEIGHTS_DIR
+
+            plain, _, _ = load_nullswap(args.checkpoint or DEFAULT_WEIGHTS_DIR)
+            fused, prec = fuse_for_inference(plain), resolve_precision("auto", "cpu")
+            prots = [q for q in pp._protectors.values() if hasattr(q, "generator")]
+            print(f"one pass: {[q.backend for q in prots]}; compared with PyTorch fused {prec}")
+
+            def torch_pass() -> contextlib.ExitStack:
+                stack = contextlib.ExitStack()
+                stack.enter_context(_patched_all(prots, "generator", fused))
+                stack.enter_context(_patched_all(prots, "precision", prec))
+                return stack
+
+            variants[f"nullswap, one pass in PyTorch {prec}"] = torch_pass
         if len(variants) > 1:  # interleaved run by run, so a change of the machine's load hits all alike
             for k, p in photos.items():
                 runs: dict[str, list[tuple[dict[str, float], int, str]]] = {label: [] for label in variants}

@@ -340,8 +340,8 @@ class PhotoProtector:
             training recognizers (:class:`~nullswap.protectors.nullswap.NullSwapProtector`); 0: the one pass alone.
         strip_gps: whether the outputs will be saved without GPS (``--keep-gps``: ``False``; settable later as the
             ``strip_gps`` attribute): the JPEG encoded for the verdict is then the one the save writes as is.
-        precision: method ``nullswap`` only: the generator's precision, ``fp32``, ``bf16`` or ``auto`` (default:
-            bfloat16 on a CPU that computes it natively, within 0.5/255 of float32; see
+        precision: method ``nullswap`` only: the generator's precision in PyTorch, ``fp32``, ``bf16`` or ``auto``
+            (default: ``fp32``, measured faster on the shipped model; see
             :func:`nullswap.protectors.nullswap.inference.resolve_precision`). The verdict scores what is written.
         backend: method ``nullswap`` only: the one pass in ``torch``, ``ort`` (onnxruntime, float32: ``precision`` is
             then ignored) or ``auto`` (default: ``ort`` on the CPU when installed; outputs within 1e-4 of PyTorch's,

@@ -84,7 +84,7 @@ def test_precision_resolution(monkeypatch):
     assert inference.resolve_precision("fp32") == "fp32" and inference.resolve_precision("bf16") == "bf16"
     assert isinstance(inference.native_bf16(), bool)  # reads /proc/cpuinfo (False off Linux)
     monkeypatch.setattr(inference, "native_bf16", lambda: True)
-    assert inference.resolve_precision("auto", "cpu") == "bf16"
+    assert inference.resolve_precision("auto", "cpu") == "fp32"  # measured slower on the shipped model
     monkeypatch.setattr(inference, "native_bf16", lambda: False)
     assert inference.resolve_precision("auto", "cpu") == "fp32"
     with pytest.raises(InputError, match="precision: expected one of"):

@@ -6,7 +6,8 @@ is an affine map per channel with fixed running statistics, so it folds into the
 activations fewer per block. The weights are then laid out channels-last, which oneDNN's CPU convolutions prefer.
 
 :func:`native_bf16` says whether the CPU computes bfloat16 natively (AVX512-BF16 / AMX); the protector can then run
-the generator's convolutions in bfloat16 (``precision="bf16"``; ``nullswap protect`` does where it is native).
+the generator's convolutions in bfloat16 (``precision="bf16"``; slower than float32 on the v8 generator, see
+:func:`resolve_precision`).
 
 Choice (speed, issue 14; not in the paper): :func:`fuse_for_inference` is applied by the ``nullswap`` protector
 factory only. Training, the trainer's validation and checkpoints keep the unfused generator, so the fused copy is never
@@ -108,14 +109,15 @@ def native_bf16() -> bool:
 def resolve_precision(precision: str, device: torch.device | str = "cpu") -> str:
     """``fp32`` or ``bf16`` for ``precision`` (one of :data:`PRECISIONS`) on ``device``.
 
-    ``auto`` is ``bf16`` on a CPU with :func:`native_bf16`, else ``fp32`` (on CUDA too: there the generator's cost is
-    negligible beside the rest of a photo's work).
+    ``auto`` is ``fp32``. Choice, measured (``python benchmarks/generator_inference.py --repeat 15``, 2026-12-07, the
+    2-core VM with AVX512-BF16/AMX, training paused, 2 threads, model v8: 525k parameters): the fused generator took
+    18.8 / 82.5 ms per batch of 1 / 6 crops in float32 and 27.0 / 108.9 ms in bfloat16 (autocast's casts cost more
+    than its convolutions save on this model; on the 47k-parameter v4 bfloat16 had been 1.0-1.2x faster, so ``auto``
+    meant ``bf16`` on a CPU with :func:`native_bf16` until then). ``bf16`` stays selectable.
 
     Raises:
         InputError: unknown precision.
     """
     if precision not in PRECISIONS:
         raise InputError(f"precision: expected one of {PRECISIONS}, got {precision!r}")
-    if precision != "auto":
-        return precision
-    return "bf16" if torch.device(device).type == "cpu" and native_bf16() else "fp32"
+    return "fp32" if precision == "auto" else precision

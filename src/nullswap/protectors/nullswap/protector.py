@@ -77,9 +77,10 @@ class NullSwapProtector(Protector):
             (without a floor the steps are signed, and a sign ignores the scaling: then only ``refine_chroma`` 0 has
             an effect, luminance-only signs).
         precision: ``"fp32"`` (default) or ``"bf16"``: the generator under ``torch.autocast`` in bfloat16 (its
-            convolutions; the output mapping, guard and refinement stay float32). Choice (speed, issue 14): on a CPU
-            with native bfloat16 the one pass is 1.3-2x faster and its output within 0.5/255 of float32's
-            (``tests/protectors/test_nullswap_inference.py``); evaluation keeps float32, the raw model.
+            convolutions; the output mapping, guard and refinement stay float32), within 0.5/255 of float32's output
+            (``tests/protectors/test_nullswap_inference.py``). Added for speed (issue 14): 1.0-1.2x faster on the
+            47k-parameter v4 generator, slower than float32 on v8 (:func:`~nullswap.protectors.nullswap.inference.
+            resolve_precision`); evaluation keeps float32, the raw model.
 
     The crop size is ``config.image_size`` (template ``protector-128`` for 128, else ``protector-256``).
     """
@@ -254,7 +255,7 @@ def _make_nullswap(
     ``fuse`` (default) runs the generator as :func:`~nullswap.protectors.nullswap.inference.fuse_for_inference`'s copy
     (batch norm folded, channels-last: the same outputs within 1e-6, faster on the CPU); ``fuse=False`` keeps the
     checkpoint's modules as loaded. ``precision``: ``fp32``, ``bf16`` or ``auto``
-    (:func:`~nullswap.protectors.nullswap.inference.resolve_precision`: bf16 on a CPU that has it natively).
+    (:func:`~nullswap.protectors.nullswap.inference.resolve_precision`: ``fp32``, measured faster on the shipped model).
     ``backend``: the one pass in ``torch`` (default: training and evaluation measure the PyTorch model), ``ort``
     (onnxruntime, :mod:`~nullswap.protectors.nullswap.ort_generator`: faster on the CPU, outputs within 1e-4, float32
     whatever ``precision`` says) or ``auto`` (``ort`` on the CPU when onnxruntime is installed; ``nullswap protect``'s
