@@ -20,8 +20,10 @@ with the verifiers on the other backend (onnxruntime vs PyTorch, :func:`nullswap
 default is ``NULLSWAP_VERIFY_BACKEND`` or ``auto``), interleaved run by run with the default rows; the verdicts of
 both are compared (largest cosine difference printed). ``--compare-noverify`` adds a row per photo with
 verification off (``nullswap protect --no-verify``: no verdict, the output encoded once by the save), interleaved.
-``--compare-generator`` adds a row per photo with the one pass in PyTorch (the fused generator at ``precision`` auto,
-the default before 2026-12-07) instead of onnxruntime (:mod:`nullswap.protectors.nullswap.ort_generator`), interleaved.
+``--compare-serial-verify`` adds a row per photo with the verifiers' forwards one after the other instead of side by
+side (:class:`nullswap.verdict.Verifier` ``parallel``), interleaved. ``--compare-generator`` adds a row per photo
+with the one pass in PyTorch (the fused generator at ``precision`` auto, the default before 2026-12-07) instead of
+onnxruntime (:mod:`nullswap.protectors.nullswap.ort_generator`), interleaved.
 ``--compare-speedups`` adds a row per photo with the NullSwap
 generator as loaded instead of its fused inference copy (:mod:`nullswap.protectors.nullswap.inference`) and, where
 the generator runs in bfloat16 (``precision`` auto on a CPU with native bfloat16), one with it in float32, interleaved.
@@ -202,6 +204,11 @@ def main() -> None:
         help="add rows with the one pass in PyTorch (fused, precision auto) instead of onnxruntime, interleaved",
     )
     ap.add_argument(
+        "--compare-serial-verify",
+        action="store_true",
+        help="add rows with the verifiers run one after the other instead of side by side, interleaved",
+    )
+    ap.add_argument(
         "--compare-noverify",
         action="store_true",
         help="add rows with verification off (`nullswap protect --no-verify`: photos unverified), interleaved",
@@ -260,6 +267,8 @@ def main() -> None:
             variants["nullswap, verify before"] = lambda: _patched(pp, "_verify", legacy)
         if args.compare_noverify:
             variants["nullswap, --no-verify"] = lambda: _patched(pp, "verifier", None)
+        if args.compare_serial_verify and pp.verifier is not None:
+            variants["nullswap, verifiers one after the other"] = lambda: _patched(pp.verifier, "parallel", False)
         if args.compare_backend and pp.verifier is not None:
             other = "torch" if pp.verifier.backend == "ort" else "ort"
             t = time.perf_counter()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 import torch
 
@@ -40,6 +42,29 @@ def test_batched_cosines_equal_the_per_face_path(group, verifier):
         assert len(batched[name]) == lms.shape[0]
         assert batched[name] == pytest.approx(per_face[name], abs=1e-5), name
         assert min(batched[name]) < 0.999  # the change is seen: the comparison is not trivially 1 == 1
+
+
+@pytest.mark.shared
+def test_parallel_verifiers_give_the_sequential_cosines(group, verifier, monkeypatch):
+    clean, prot, lms = group
+    assert verifier.parallel and len(verifier.models) >= 2
+    seen: list[tuple[str, bool, bool]] = []
+    for rec in verifier.models.values():
+        fwd = rec.forward
+
+        def spy(x, fwd=fwd):
+            seen.append((threading.current_thread().name, torch.is_inference_mode_enabled(), x.requires_grad))
+            return fwd(x)
+
+        monkeypatch.setattr(rec, "forward", spy)
+    par = verifier.cosines(clean, prot, lms)
+    threads = {name for name, _, _ in seen}
+    assert "MainThread" in threads and 2 <= len(threads) <= len(verifier.models)  # the caller takes one verifier
+    assert all(inf and not grad for _, inf, grad in seen)  # inference mode in the pool thread too
+    seq = Verifier(verifier.names, seen=[], device="cpu", parallel=False)  # the models are loaded once per process
+    ref = seq.cosines(clean, prot, lms)
+    for name in verifier.names:
+        assert par[name] == pytest.approx(ref[name], abs=1e-6), name
 
 
 @pytest.mark.shared

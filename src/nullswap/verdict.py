@@ -38,6 +38,7 @@ import json
 import logging
 import threading
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -366,6 +367,10 @@ class Verifier:
             verifier must remain).
         backend: ``ort``, ``torch`` or ``auto`` (``None``: the environment's :data:`BACKEND_ENV`, default
             ``auto``), see :func:`verifier_backend`.
+        parallel: run the verifiers' forwards side by side on a thread pool (each verifier's batch is what it would
+            be; the embeddings are the same). Choice (speed, issue 14), measured 2026-12-07 on the 2-core VM, 2 threads,
+            two crops each for arcface-mbf (onnxruntime) and human-mobilefacenet (PyTorch): 55.6 ms one after the
+            other, 38.7 ms side by side (median of 30, interleaved): neither small network keeps two cores busy.
 
     Raises:
         WeightsNotFoundError: a verifier's weights are missing (``strict``), or none of them could be loaded.
@@ -381,8 +386,11 @@ class Verifier:
         *,
         strict: bool = True,
         backend: str | None = None,
+        parallel: bool = True,
     ) -> None:
         self.seen: set[str] | None = None if seen is None else set(seen)
+        self.parallel = bool(parallel)
+        self._pool: ThreadPoolExecutor | None = None
         self.backend = verifier_backend(backend, device)
         self.models: dict[str, torch.nn.Module] = {}
         self.thresholds: dict[str, dict[str, float | None]] = {}
@@ -432,8 +440,9 @@ class Verifier:
         """``{verifier: [cosine per face]}`` between the clean and protected photo's faces.
 
         One alignment per template and one forward per verifier (clean and protected crops of every face in one
-        batch). With ``cache`` (same clean photo, same ``landmarks``) the clean embeddings are computed once, and a
-        face whose protected crop is unchanged since the cache's last call keeps its embedding.
+        batch; the verifiers side by side when :attr:`parallel`). With ``cache`` (same clean photo, same
+        ``landmarks``) the clean embeddings are computed once, and a face whose protected crop is unchanged since the
+        cache's last call keeps its embedding.
         """
         n = int(landmarks.shape[0])
         if cache is None:
@@ -442,7 +451,8 @@ class Verifier:
         by_template: dict[str, list[str]] = {}
         for name, rec in self.models.items():
             by_template.setdefault(str(rec.template), []).append(name)
-        out: dict[str, list[float]] = {}
+        batches: dict[str, torch.Tensor] = {}
+        plan: list[tuple[str, list[str], torch.Tensor, list[int], list[str]]] = []
         for template, names in by_template.items():
             pc = _align(protected, landmarks, template)
             old = cache.crops.get(template)
@@ -453,10 +463,16 @@ class Verifier:
             need_clean = [n_ for n_ in names if n_ not in cache.clean]
             cc = _align(clean, landmarks, template) if need_clean else None
             for name in names:
-                rec = self.models[name]
                 parts = ([cc] if name in need_clean else []) + ([pc[todo]] if todo else [])
                 if parts:
-                    emb = rec(torch.cat(parts) if len(parts) > 1 else parts[0]).float()
+                    batches[name] = torch.cat(parts) if len(parts) > 1 else parts[0]
+            plan.append((template, names, pc, todo, need_clean))
+        embs = self._embed_all(batches)  # every verifier's forward, side by side when parallel
+        out: dict[str, list[float]] = {}
+        for template, names, pc, todo, need_clean in plan:
+            for name in names:
+                if name in embs:
+                    emb = embs[name]
                     if name in need_clean:
                         cache.clean[name], emb = emb[:n], emb[n:]
                     if todo:
@@ -467,6 +483,23 @@ class Verifier:
                 cos = torch.nn.functional.cosine_similarity(cache.clean[name], cache.protected[name], dim=1)
                 out[name] = [float(c) for c in cos.cpu()]
             cache.crops[template] = pc
+        return out
+
+    def _embed_all(self, batches: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``{verifier: float embeddings}`` of each verifier's batch; side by side when :attr:`parallel`."""
+        def embed(name: str) -> torch.Tensor:
+            with torch.inference_mode():  # grad mode is per thread
+                return self.models[name](batches[name]).float()
+
+        names = list(batches)
+        if not self.parallel or len(names) < 2:
+            return {n: embed(n) for n in names}
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=max(len(self.models) - 1, 1),
+                                            thread_name_prefix="nullswap-verify")
+        futures = {n: self._pool.submit(embed, n) for n in names[1:]}
+        out = {names[0]: embed(names[0])}  # the calling thread takes one
+        out.update({n: f.result() for n, f in futures.items()})
         return out
 
     @torch.inference_mode()
