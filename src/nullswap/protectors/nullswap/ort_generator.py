@@ -26,8 +26,6 @@ import importlib.metadata
 import io
 import json
 import logging
-import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -37,7 +35,8 @@ import torch
 from torch import nn
 
 from nullswap.checks import check_image_batch
-from nullswap.errors import InputError
+from nullswap.errors import ImageWriteError, InputError
+from nullswap.faces.atomic import write_bytes_atomic
 from nullswap.protectors.nullswap.networks import NullSwapGenerator
 from nullswap.recognizers.ort_runner import OrtUnavailableError, ort_available, ort_session
 
@@ -147,14 +146,11 @@ def _cached_graph(generator: NullSwapGenerator, key: str, *, fresh: bool = False
         except OSError:
             pass
     data = export_one_pass(generator)
-    try:  # atomic: a concurrent process sees the old file or the whole new one
+    try:  # atomic: a concurrent reader sees no file or the whole file
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".part")
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
+        write_bytes_atomic(path, data)
         log.info("nullswap generator: exported for onnxruntime and cached at %s", path)
-    except OSError as e:  # a read-only home: export again next time
+    except (OSError, ImageWriteError) as e:  # a read-only home: export again next time
         log.debug("nullswap generator: could not cache the ONNX graph at %s: %s", path, e)
     return data
 
