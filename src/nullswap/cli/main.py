@@ -19,6 +19,7 @@ from nullswap.cli.faces import faces
 from nullswap.cli.protect import HELP as PROTECT_HELP
 from nullswap.cli.protect import protect
 from nullswap.cli.recognizers import recognizers_app
+from nullswap.cli.teacher import teacher
 from nullswap.cli.train import train
 from nullswap.cli.ui import ui
 from nullswap.cli.weights import weights_app
@@ -52,6 +53,7 @@ app.add_typer(recognizers_app, name="recognizers")
 app.command(help=PROTECT_HELP)(protect)
 app.command()(evaluate)
 app.command()(train)
+app.command()(teacher)
 app.command()(faces)
 app.command()(ui)
 console = Console(stderr=True)

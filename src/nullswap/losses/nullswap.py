@@ -13,6 +13,7 @@ from torch import nn
 
 from nullswap.errors import InputError
 from nullswap.losses.adversarial import generator_adversarial_loss
+from nullswap.losses.distillation import distillation_loss
 from nullswap.losses.dlw import IdentityLossAggregator
 from nullswap.losses.identity import identity_cosines, threshold_hinge, threshold_target
 from nullswap.losses.line_energy import line_energy_loss, lines_config
@@ -128,6 +129,11 @@ class NullSwapLoss:
             lower operating point instead. ``s`` is part of :meth:`state_dict`.
         psnr_target_rate: dual-ascent step on ``log s`` per dB of error per step.
         id_scale_bounds: ``(s_min, s_max)``; ``s`` starts at 1.
+        lambda_distill: weight of :func:`~nullswap.losses.distillation.distillation_loss` (the squared distance of
+            ``protected`` to a teacher's output on the same crop, e.g. ``auto``'s refinement steps; the recipe's
+            ``teacher`` section names the targets), divided by the same budget as ``lambda_chroma``. Not in the
+            paper; Choice (issue 12): the one pass underfits while per-image steps find far better changes, so their
+            output is given to it as a dense target. 0 = off.
     """
 
     def __init__(
@@ -159,6 +165,7 @@ class NullSwapLoss:
         psnr_target: float | None = None,
         psnr_target_rate: float = 1e-3,
         id_scale_bounds: Sequence[float] = (0.1, 10.0),
+        lambda_distill: float = 0.0,
     ) -> None:
         names = list(recognizer_names)
         if not names:
@@ -195,6 +202,7 @@ class NullSwapLoss:
         self.lambda_lines = _non_negative("lambda_lines", lambda_lines)
         self.lines = lines_config(lines)
         self.lambda_shared = _non_negative("lambda_shared", lambda_shared)
+        self.lambda_distill = _non_negative("lambda_distill", lambda_distill)
         if isinstance(perceptual_images, bool) or not isinstance(perceptual_images, int) or perceptual_images < 0:
             raise InputError(f"perceptual_images: expected an int >= 0, got {perceptual_images!r}")
         self.perceptual_images = perceptual_images
@@ -233,7 +241,7 @@ class NullSwapLoss:
                  "mse_form", "psnr_floor", "lambda_floor", "identity", "margin", "thresholds", "lambda_chroma",
                  "lambda_masked", "masking", "lambda_lines", "lines", "lambda_shared", "perceptual_images",
                  "recognizers_per_step", "subset_seed",
-                 "psnr_target", "psnr_target_rate", "id_scale_bounds"}
+                 "psnr_target", "psnr_target_rate", "id_scale_bounds", "lambda_distill"}
         unknown = sorted(set(cfg) - known)
         if unknown:
             raise InputError(f"nullswap loss config: expected keys among {sorted(known)}, got unknown {unknown}")
@@ -250,6 +258,8 @@ class NullSwapLoss:
         epoch: float,
         clean_emb: Sequence[torch.Tensor] | None = None,
         seen: torch.Tensor | None = None,
+        target: torch.Tensor | None = None,
+        target_mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """Eq. 13 for one batch (updates the DLW history once).
 
@@ -264,6 +274,8 @@ class NullSwapLoss:
             seen: what the recognizers are fed instead of ``protected`` (e.g. a randomly degraded copy for
                 expectation over transformation, :mod:`nullswap.losses.eot`); the quality terms always use
                 ``protected``.
+            target: a teacher's output on ``clean`` for ``lambda_distill`` (``None``: no distillation term).
+            target_mask: ``(B,)`` bool, the images of the batch that have a target (``None`` = all).
 
         Returns:
             ``(total, components)``: components are floats ``loss/total``, ``loss/id``, ``loss/mse``, ``loss/lpips``,
@@ -324,6 +336,10 @@ class NullSwapLoss:
         if self.lambda_shared > 0:
             l_shared = shared_change_loss(clean, protected)
             total = total + self.lambda_shared * l_shared / budget
+        l_distill = zero
+        if self.lambda_distill > 0 and target is not None:
+            l_distill = distillation_loss(protected, target, target_mask)
+            total = total + self.lambda_distill * l_distill / budget
         l_adv = zero
         if fake_logits is not None:
             l_adv = generator_adversarial_loss(fake_logits)
@@ -336,6 +352,7 @@ class NullSwapLoss:
                  "loss/adv": float(l_adv.detach()), "loss/floor": float(l_floor.detach()),
                  "loss/chroma": float(l_chroma.detach()), "loss/masked": float(l_masked.detach()),
                  "loss/lines": float(l_lines.detach()), "loss/shared": float(l_shared.detach()),
+                 "loss/distill": float(l_distill.detach()),
                  "loss/id_scale": id_scale}
         for j, (i, v, w) in enumerate(zip(chosen, values, weights, strict=True)):
             name = self.names[i]

@@ -54,6 +54,9 @@ class NullSwapRecipe(nn.Module):
         perceptual: frozen perceptual distance ``(x, y) -> (B,)`` on [0,1] images (Eq. 9).
         eot: expectation over transformation (:class:`~nullswap.losses.eot.EOTConfig` fields); ``None`` = off.
         seed: seed of the EOT draws.
+        teacher: per-crop teacher targets for the loss's ``lambda_distill`` term
+            (:class:`~nullswap.datasets.teacher_targets.TeacherLookup`); used when :meth:`generator_step` is given the
+            batch's dataset indices.
 
     Clean embeddings are the fixed targets of Eq. 12, so when :meth:`generator_step` is given the dataset indices of
     the batch they are computed once per crop and kept (on the CPU) for later epochs: a recognizer forward pass per
@@ -68,6 +71,7 @@ class NullSwapRecipe(nn.Module):
         perceptual: nn.Module,
         eot: dict[str, Any] | None = None,
         seed: int = 0,
+        teacher: Any = None,
     ) -> None:
         super().__init__()
         self.config = NullSwapConfig.from_dict(model_cfg)
@@ -82,6 +86,10 @@ class NullSwapRecipe(nn.Module):
         self.eot_config = EOTConfig.from_dict(eot) if eot is not None else None
         self.degrade = RandomDegradation(self.eot_config, seed) if self.eot_config is not None else None
         self._emb_cache: dict[int, list[torch.Tensor]] = {}
+        self.teacher = teacher
+        if teacher is not None and self.criterion.lambda_distill <= 0:
+            raise InputError("teacher: expected loss.lambda_distill > 0 to use teacher targets, got "
+                             f"{self.criterion.lambda_distill}")
         for helper in (ensemble, perceptual):
             helper.eval()
             for p in helper.parameters():
@@ -97,6 +105,9 @@ class NullSwapRecipe(nn.Module):
     @classmethod
     def from_config(cls, cfg: dict[str, Any], weights_dir: str | None = None) -> NullSwapRecipe:
         """Build from a training config: ``model``, ``loss``, ``recognizers`` (names), ``perceptual`` (name).
+
+        ``teacher`` (optional): ``{"targets": FILE or [FILES]}``, teacher targets made by ``nullswap teacher`` on
+        this config's training crops (:mod:`nullswap.datasets.teacher_targets`), for ``loss.lambda_distill``.
 
         ``init`` (optional): a trained generator's checkpoint folder to start from instead of a random init; a config
         with more SEResBlocks (L, M, N) grows it function-preserving (:func:`~nullswap.protectors.nullswap.growth.
@@ -124,8 +135,20 @@ class NullSwapRecipe(nn.Module):
             )
         ensemble = RecognizerEnsemble(names, source_template=template, weights_dir=weights_dir)
         perceptual = create_perceptual(cfg.get("perceptual", "auto"))
+        teacher = None
+        t_cfg = cfg.get("teacher")
+        if t_cfg is not None:
+            if not isinstance(t_cfg, dict) or set(t_cfg) != {"targets"}:
+                raise InputError(f"teacher: expected {{targets: FILE or [FILES]}}, got {t_cfg!r}")
+            from nullswap.datasets.teacher_targets import TeacherLookup, load_teacher_targets
+
+            targets = load_teacher_targets(t_cfg["targets"])
+            if targets.size != (size, size):
+                raise InputError(f"teacher: expected targets of {size}x{size} crops, got {targets.size}")
+            teacher = TeacherLookup(targets)
+            log.info("teacher targets: %d crops (%s)", len(targets), targets.teacher)
         recipe = cls(model_cfg, dict(cfg.get("loss") or {}), ensemble, perceptual, eot=cfg.get("eot"),
-                     seed=int(cfg.get("seed", 0)))
+                     seed=int(cfg.get("seed", 0)), teacher=teacher)
         init = cfg.get("init")
         if init is not None:  # start from a trained generator (grown if deeper); a resumed run then loads its own
             if not isinstance(init, str | Path):
@@ -227,9 +250,13 @@ class NullSwapRecipe(nn.Module):
         protected = self.generator(images)
         fake_logits = self.discriminator(protected) if self.discriminator is not None else None
         seen = self.degrade(protected) if self.degrade is not None else None
+        target = mask = None
+        if self.teacher is not None and indices is not None:
+            target, mask = self.teacher(images, indices)
         loss, logs = self.criterion(
             images, protected, ensemble=self.ensemble, perceptual=self.perceptual, fake_logits=fake_logits,
-            epoch=epoch, clean_emb=self._clean_embeddings(images, indices), seen=seen,
+            epoch=epoch, clean_emb=self._clean_embeddings(images, indices), seen=seen, target=target,
+            target_mask=mask,
         )
         return loss, logs, protected
 

@@ -84,6 +84,7 @@ RECIPE_KEYS: tuple[str, ...] = (
     "manipulator",  # the manipulation model of ID-Guard / ARS / retentive
     "manipulators",  # several manipulation models (ID-Guard)
     "init",  # NullSwap: a trained generator folder to start from, grown if the config is deeper (growth.py)
+    "teacher",  # NullSwap: {targets: FILE or [FILES]} made by `nullswap teacher`, for loss.lambda_distill
 )
 #: Sections whose keys the recipe checks itself (its model / loss ``from_dict``).
 RECIPE_SECTIONS: tuple[str, ...] = ("model", "loss")

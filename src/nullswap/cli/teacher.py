@@ -1,0 +1,97 @@
+"""``nullswap teacher``: a slow protector's outputs on a config's training crops, for distillation (issue 12)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+console = Console(stderr=True)
+
+
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        i, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        i, n = -1, 0
+    if not (n >= 1 and 0 <= i < n):
+        raise typer.BadParameter(f"expected I/N with 0 <= I < N, got {text!r}")
+    return i, n
+
+
+def teacher(
+    config: Annotated[Path, typer.Option("--config", "-c", help="Training config whose training crops to use.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Targets file to write (.safetensors).")],
+    checkpoint: Annotated[Path | None, typer.Option(help="NullSwap checkpoint folder (default: the packaged one).")]
+    = None,
+    refine: Annotated[int | None, typer.Option(help="Refinement steps (default: the packaged auto recipe's).")] = None,
+    psnr_floor: Annotated[float | None, typer.Option(help="PSNR floor in dB (default: the auto recipe's).")] = None,
+    refine_blur: Annotated[float | None, typer.Option(help="Blurred-copy sigma (default: the auto recipe's).")]
+    = None,
+    refine_chroma: Annotated[float | None, typer.Option(help="Colour factor of the steps (default: auto's).")] = None,
+    strength: Annotated[str, typer.Option(help="Strength of the one pass the steps start from.")] = "mid",
+    limit: Annotated[int | None, typer.Option(help="Only this many training crops (a seeded random subset).")] = None,
+    shard: Annotated[str, typer.Option(help="I/N: this process makes every N-th of the chosen crops from I.")] = "0/1",
+    batch_size: Annotated[int, typer.Option(help="Crops per protect call.")] = 8,
+    threads: Annotated[int | None, typer.Option(help="Torch threads (default: physical cores).")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Config override KEY=VALUE.")] = None,
+) -> None:
+    """Compute teacher targets (the protector's change on each training crop) to distil into the one pass."""
+    import torch
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from nullswap.datasets.teacher_targets import make_teacher_targets, save_teacher_targets
+    from nullswap.errors import NullswapError
+    from nullswap.protection import auto_recipe, physical_cores
+    from nullswap.protectors import create_protector
+    from nullswap.train import build_datasets, load_config
+
+    part, parts = _shard(shard)
+    torch.set_num_threads(threads or physical_cores())
+    recipe = auto_recipe()
+    opts = {
+        "refine": refine if refine is not None else int(recipe.get("refine", 10)),
+        "psnr_floor": psnr_floor if psnr_floor is not None else float(recipe.get("psnr_floor", 36.5)),
+        "refine_blur": refine_blur if refine_blur is not None else float(recipe.get("refine_blur", 0.0)),
+        "refine_chroma": refine_chroma if refine_chroma is not None else float(recipe.get("refine_chroma", 1.0)),
+    }
+    try:
+        cfg = load_config(config, set_ or [])
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                      console=console) as bar:
+            task = bar.add_task("aligning faces", total=None)
+            data = build_datasets(cfg, progress=lambda d, t: bar.update(task, completed=d, total=t))
+            train_set = data["train"]
+            order = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(int(cfg.get("seed", 0))))
+            chosen = order[: limit if limit is not None else len(order)].tolist()[part::parts]
+            prot = create_protector("nullswap", checkpoint=None if checkpoint is None else str(checkpoint),
+                                    strength=strength, **opts)
+            from nullswap.hub.store import sha256_file
+
+            weights = (Path(checkpoint) if checkpoint is not None else None)
+            desc = {"protector": "nullswap", "strength": strength, **opts,
+                    "checkpoint": str(weights) if weights is not None else "packaged nullswap-default",
+                    "weights_sha256": sha256_file(weights / "model.safetensors") if weights is not None
+                    else _packaged_sha(), "seed": int(cfg.get("seed", 0)), "template": cfg["data"].get("template")}
+            bar.update(task, description=f"teacher {part}/{parts}", completed=0, total=len(chosen))
+            targets = make_teacher_targets(prot, train_set.tensor, chosen, batch_size=batch_size,
+                                           seed=int(cfg.get("seed", 0)), teacher=desc,
+                                           progress=lambda d, t: bar.update(task, completed=d, total=t))
+        save_teacher_targets(out, targets)
+    except NullswapError as e:
+        console.print(f"[red]error[/red] {escape(str(e))}")
+        raise typer.Exit(2) from None
+    change = targets.change(range(len(targets)))
+    mse = change.pow(2).flatten(1).mean(1).clamp_min(1e-12)
+    typer.echo(json.dumps({"out": str(out), "crops": len(targets), "clipped": targets.clipped,
+                           "psnr_mean": round(float((-10 * torch.log10(mse)).mean()), 2), "teacher": desc}, indent=2))
+
+
+def _packaged_sha() -> str:
+    from nullswap.hub import get_weight_spec
+
+    return str(get_weight_spec("nullswap-default").sha256)
