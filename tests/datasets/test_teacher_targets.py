@@ -146,8 +146,8 @@ def test_recipe_distillation_term_pulls_towards_the_teacher(tmp_path):
 
 
 def _recipe_kwargs() -> dict:
-    from tests.test_recipe_nullswap import LOSS, MODEL, L1Perceptual, TinyRecognizer
     from nullswap.recognizers.ensemble import RecognizerEnsemble
+    from tests.test_recipe_nullswap import LOSS, MODEL, L1Perceptual, TinyRecognizer
 
     ens = RecognizerEnsemble([TinyRecognizer(1), TinyRecognizer(2)], source_template="protector-128")
     return {"model_cfg": MODEL, "loss_cfg": LOSS, "ensemble": ens, "perceptual": L1Perceptual()}

@@ -174,7 +174,8 @@ def load_teacher_targets(paths: str | Path | Sequence[str | Path]) -> TeacherTar
     for p in items:
         p = Path(p)
         if not p.is_file():
-            raise InputError(f"teacher targets: expected a file written by `nullswap teacher`, got no file at {str(p)!r}")
+            raise InputError(f"teacher targets: expected a file written by `nullswap teacher`, got no file at "
+                             f"{str(p)!r}")
         try:
             with safe_open(str(p), framework="pt") as f:
                 meta = f.metadata() or {}
@@ -210,8 +211,10 @@ class TeacherLookup:
         self._row[targets.indices] = torch.arange(len(targets))
 
     def __call__(self, images: torch.Tensor, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(target, mask)`` for a batch: the teacher's output ``x + change`` (clamped to [0,1]) where the crop has
-        one, ``x`` elsewhere, and a ``(B,)`` bool mask of the crops that have one.
+        """``(target, mask)`` for a batch of crops and their training-split indices.
+
+        ``target`` is the teacher's output ``x + change`` (clamped to [0,1]) where the crop has one and ``x``
+        elsewhere; ``mask`` is ``(B,)`` bool, the crops that have one.
 
         Raises:
             InputError: a crop size other than the targets', or a crop whose channel means differ from those the
