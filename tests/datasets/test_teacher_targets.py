@@ -174,10 +174,11 @@ def test_teacher_command_writes_a_shard_of_a_seeded_subset(tmp_path):
                                     "data": {"packs": {"train": str(pack)}, "template": "protector-128"},
                                     "model": MODEL}))
     out = tmp_path / "t1.safetensors"
-    res = CliRunner().invoke(app, ["teacher", "-c", str(conf), "-o", str(out), "--checkpoint", str(tmp_path / "ckpt"),
+    made = tmp_path / "new" / "t1.safetensors"  # the folder does not exist yet
+    res = CliRunner().invoke(app, ["teacher", "-c", str(conf), "-o", str(made), "--checkpoint", str(tmp_path / "ckpt"),
                                    "--refine", "0", "--limit", "4", "--shard", "1/2", "--threads", "1"])
     assert res.exit_code == 0, res.output
-    t = load_teacher_targets(out)
+    t = load_teacher_targets(made)
     chosen = torch.randperm(6, generator=torch.Generator().manual_seed(3))[:4].tolist()
     assert t.indices.tolist() == chosen[1::2]
     assert t.teacher["refine"] == 0 and t.teacher["checkpoint"] == str(tmp_path / "ckpt")

@@ -70,17 +70,13 @@ def teacher(
             chosen = order[: limit if limit is not None else len(order)].tolist()[part::parts]
             prot = create_protector("nullswap", checkpoint=None if checkpoint is None else str(checkpoint),
                                     strength=strength, **opts)
-            from nullswap.hub.store import sha256_file
-
-            weights = (Path(checkpoint) if checkpoint is not None else None)
-            desc = {"protector": "nullswap", "strength": strength, **opts,
-                    "checkpoint": str(weights) if weights is not None else "packaged nullswap-default",
-                    "weights_sha256": sha256_file(weights / "model.safetensors") if weights is not None
-                    else _packaged_sha(), "seed": int(cfg.get("seed", 0)), "template": cfg["data"].get("template")}
+            desc = {"protector": "nullswap", "strength": strength, **opts, **_weights(checkpoint),
+                    "seed": int(cfg.get("seed", 0)), "template": cfg["data"].get("template")}
             bar.update(task, description=f"teacher {part}/{parts}", completed=0, total=len(chosen))
             targets = make_teacher_targets(prot, train_set.tensor, chosen, batch_size=batch_size,
                                            seed=int(cfg.get("seed", 0)), teacher=desc,
                                            progress=lambda d, t: bar.update(task, completed=d, total=t))
+        out.parent.mkdir(parents=True, exist_ok=True)
         save_teacher_targets(out, targets)
     except NullswapError as e:
         console.print(f"[red]error[/red] {escape(str(e))}")
@@ -91,7 +87,13 @@ def teacher(
                            "psnr_mean": round(float((-10 * torch.log10(mse)).mean()), 2), "teacher": desc}, indent=2))
 
 
-def _packaged_sha() -> str:
-    from nullswap.hub import get_weight_spec
+def _weights(checkpoint: Path | None) -> dict[str, str]:
+    """Which generator weights the teacher ran (folder and sha256), for the targets' description."""
+    if checkpoint is None:
+        from nullswap.hub import get_weight_spec
 
-    return str(get_weight_spec("nullswap-default").sha256)
+        return {"checkpoint": "packaged nullswap-default",
+                "weights_sha256": str(get_weight_spec("nullswap-default").sha256)}
+    from nullswap.hub.store import sha256_file
+
+    return {"checkpoint": str(checkpoint), "weights_sha256": sha256_file(Path(checkpoint) / "model.safetensors")}
