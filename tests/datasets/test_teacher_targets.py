@@ -98,6 +98,10 @@ def test_lookup_targets_mask_and_alignment_check():
         lookup(crops[[3]], torch.tensor([2]))
     with pytest.raises(InputError, match="16x16"):
         lookup(torch.rand(1, 3, 8, 8), torch.tensor([2]))
+    empty = TeacherTargets(torch.zeros(0, dtype=torch.int64), torch.zeros(0, 3, 4, 4, dtype=torch.int8),
+                           torch.zeros(0, 3))
+    with pytest.raises(InputError, match="at least one crop"):
+        TeacherLookup(empty)
 
 
 def test_distillation_loss_masked_mean_and_gradient():
@@ -124,8 +128,10 @@ def test_recipe_distillation_term_pulls_towards_the_teacher(tmp_path):
     targets = make_teacher_targets(Shift(), lambda idx: crops[idx], [0, 1, 2, 3], batch_size=4)
     save_teacher_targets(tmp_path / "t.safetensors", targets)
     lookup = TeacherLookup(load_teacher_targets(tmp_path / "t.safetensors"))
+    from nullswap.recipes.nullswap import NullSwapRecipe
+
     with pytest.raises(InputError, match="lambda_distill"):
-        _recipe().__class__(**{**_recipe_kwargs(), "teacher": lookup})
+        NullSwapRecipe(**_recipe_kwargs(), teacher=lookup)
     r = _recipe(lambda_distill=50.0, psnr_floor=30.0)
     r.teacher = lookup
     idx = torch.tensor([0, 1, 2, 3])
@@ -143,6 +149,9 @@ def test_recipe_distillation_term_pulls_towards_the_teacher(tmp_path):
         opt.step()
     assert logs["loss/distill"] < first
     json.dumps(logs)
+    r.export(str(tmp_path / "export"), {})
+    meta = json.loads((tmp_path / "export" / "config.json").read_text())
+    assert json.dumps(meta).count('"crops": 4') == 1  # the targets' provenance travels with the export
 
 
 def _recipe_kwargs() -> dict:

@@ -202,11 +202,16 @@ class TeacherLookup:
 
     Args:
         targets: the loaded targets.
+
+    Raises:
+        InputError: targets without a crop, or with a negative index.
     """
 
     def __init__(self, targets: TeacherTargets) -> None:
+        if len(targets) == 0 or int(targets.indices.min()) < 0:
+            raise InputError(f"teacher targets: expected at least one crop with indices >= 0, got {len(targets)} crops")
         self.targets = targets
-        n = int(targets.indices.max()) + 1 if len(targets) else 0
+        n = int(targets.indices.max()) + 1
         self._row = torch.full((n,), -1, dtype=torch.long)
         self._row[targets.indices] = torch.arange(len(targets))
 
@@ -225,7 +230,7 @@ class TeacherLookup:
                              f"{images.shape[-2]}x{images.shape[-1]}")
         idx = indices.detach().cpu().long()
         inside = idx < self._row.shape[0]
-        rows = torch.where(inside, self._row[idx.clamp(max=max(self._row.shape[0] - 1, 0))], -1)
+        rows = torch.where(inside, self._row[idx.clamp(0, self._row.shape[0] - 1)], -1)
         mask = rows >= 0
         target = images.detach().clone()
         if bool(mask.any()):

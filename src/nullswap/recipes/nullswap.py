@@ -297,6 +297,8 @@ class NullSwapRecipe(nn.Module):
             "loss": self.loss_cfg,
             "eot": self.eot_config.to_dict() if self.eot_config is not None else None,
         }
+        if self.teacher is not None:  # provenance of the distillation targets (nullswap teacher)
+            extra["teacher"] = {**self.teacher.targets.teacher, "crops": len(self.teacher.targets)}
         save_nullswap(out_dir, self.generator, self.config, extra)
 
 
