@@ -192,6 +192,11 @@ def test_teacher_command_writes_a_shard_of_a_seeded_subset(tmp_path):
     assert t.indices.tolist() == chosen[1::2]
     assert t.teacher["refine"] == 0 and t.teacher["checkpoint"] == str(tmp_path / "ckpt")
     assert torch.allclose(t.clean_mean, faces.tensor(chosen[1::2]).mean(dim=(2, 3)))
-    assert json.loads(res.stdout[res.stdout.index("{"):])["crops"] == 2
+    summary = json.loads(res.stdout[res.stdout.index("{"):])
+    assert summary["crops"] == 2
+    x = faces.tensor(chosen[1::2])
+    y = (x + t.change([0, 1])).clamp(0, 1)
+    want = float((10 * torch.log10(1 / (y - x).pow(2).flatten(1).mean(1))).mean())
+    assert abs(summary["psnr_mean"] - want) < 0.01
     bad = CliRunner().invoke(app, ["teacher", "-c", str(conf), "-o", str(out), "--shard", "2/2"])
     assert bad.exit_code != 0 and "0 <= I < N" in bad.output

@@ -34,7 +34,7 @@ def test_deeper_generator_starts_as_the_trained_one(tmp_path, mode):
     old = _trained(tmp_path)
     new = NullSwapGenerator(NullSwapConfig(L=3, M=2, N=4, **_SMALL))
     counts = grow_generator(new, tmp_path / "old")
-    assert counts == {"copied": len(old.state_dict()), "added_blocks": 2 + 1 + 3}
+    assert counts == {"copied": len(old.state_dict()), "added_blocks": 2 + 1 + 3, "added_detail": 0}
     x = torch.rand(3, 3, 64, 64, generator=torch.Generator().manual_seed(1))
     getattr(old, mode)()
     getattr(new, mode)()
@@ -58,3 +58,35 @@ def test_growth_refuses_other_widths_and_shallower_configs(tmp_path):
                   NullSwapConfig(L=2, M=1, N=1, **_SMALL))
     with pytest.raises(InputError, match="expected L >= the trained generator's 2, got L=1"):
         grow_generator(NullSwapGenerator(NullSwapConfig(L=1, M=1, N=1, **_SMALL)), tmp_path / "deep")
+
+
+@pytest.mark.parametrize("mode", ["eval", "train"])
+def test_detail_branch_starts_as_the_trained_generator_and_learns(tmp_path, mode):
+    old = _trained(tmp_path)
+    new = NullSwapGenerator(NullSwapConfig(L=1, M=1, N=1, detail_channels=8, detail_blocks=2, **_SMALL))
+    counts = grow_generator(new, tmp_path / "old")
+    assert counts == {"copied": len(old.state_dict()), "added_blocks": 0, "added_detail": 1}
+    assert new.residual_heads() == [new.to_residual, new.detail_out]
+    x = torch.rand(3, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    getattr(old, mode)()
+    getattr(new, mode)()
+    with torch.no_grad():
+        a = old(x, generator=torch.Generator().manual_seed(2))
+        b = new(x, generator=torch.Generator().manual_seed(2))
+        branch = new.detail(torch.cat([new.cloak(torch.cat([new.gamma * new.perturbation(new.id_extraction(x)),
+                                                             new.features(x)], 1)), x], 1))
+    assert torch.allclose(a, b, atol=1e-6), float((a - b).abs().max())
+    assert float(branch.abs().mean()) > 0  # the branch computes something; only its zero output conv hides it
+    new.train()
+    new(x, generator=torch.Generator().manual_seed(2)).square().sum().backward()
+    grad = new.detail_out.weight.grad
+    assert grad is not None and float(grad.abs().sum()) > 0
+
+
+def test_detail_branch_cannot_be_dropped_or_resized(tmp_path):
+    cfg = NullSwapConfig(L=1, M=1, N=1, detail_channels=8, **_SMALL)
+    save_nullswap(tmp_path / "d", NullSwapGenerator(cfg), cfg)
+    with pytest.raises(InputError, match="detail_channels=0 against its detail_channels=8"):
+        grow_generator(NullSwapGenerator(NullSwapConfig(L=1, M=1, N=1, **_SMALL)), tmp_path / "d")
+    with pytest.raises(InputError, match="detail_channels=16 against its detail_channels=8"):
+        grow_generator(NullSwapGenerator(NullSwapConfig(L=1, M=1, N=1, detail_channels=16, **_SMALL)), tmp_path / "d")

@@ -25,10 +25,13 @@ def _trained_like(cfg: NullSwapConfig, seed: int = 0) -> NullSwapGenerator:
                 m.weight.uniform_(0.5, 1.5)
                 m.bias.normal_(0, 0.1)
         g.to_residual.weight.normal_(0, 0.05)  # a visible residual, so differences would show
+        if g.detail_out is not None:  # a trained full-resolution branch (it starts at zero)
+            g.detail_out.weight.normal_(0, 0.05)
     return g.eval()
 
 
-@pytest.mark.parametrize("kw", [{}, {"expansion": 1, "se_reduction": 2, "upsample": "nearest"}])
+@pytest.mark.parametrize("kw", [{}, {"expansion": 1, "se_reduction": 2, "upsample": "nearest"},
+                                {"detail_channels": 8, "detail_blocks": 2}])
 def test_fused_matches_unfused(kw):
     cfg = NullSwapConfig(image_size=64, **{**SMALL, **kw})
     g = _trained_like(cfg)

@@ -24,9 +24,9 @@ def _gen(seed=0, **kw):
     return _trained_like(NullSwapConfig(image_size=64, **{**SMALL, **kw}), seed)
 
 
-@pytest.mark.parametrize("scale", [1.0, 0.55, 2.0])
-def test_ort_one_pass_matches_pytorch_seeded(scale):
-    g = _gen()
+@pytest.mark.parametrize(("scale", "kw"), [(1.0, {}), (0.55, {}), (2.0, {}), (1.0, {"detail_channels": 8})])
+def test_ort_one_pass_matches_pytorch_seeded(scale, kw):
+    g = _gen(**kw)
     ort = og.create_ort_generator(g)
     for b in (1, 3):  # the batch dimension is free
         x = torch.rand(b, 3, 64, 64, generator=torch.Generator().manual_seed(b))

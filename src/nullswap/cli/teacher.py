@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import torch
+
+    from nullswap.datasets.teacher_targets import TeacherTargets
 
 console = Console(stderr=True)
 
@@ -81,10 +88,23 @@ def teacher(
     except NullswapError as e:
         console.print(f"[red]error[/red] {escape(str(e))}")
         raise typer.Exit(2) from None
-    change = targets.change(range(len(targets)))
-    mse = change.pow(2).flatten(1).mean(1).clamp_min(1e-12)
+    psnr_mean = _targets_psnr(targets, train_set.tensor)
     typer.echo(json.dumps({"out": str(out), "crops": len(targets), "clipped": targets.clipped,
-                           "psnr_mean": round(float((-10 * torch.log10(mse)).mean()), 2), "teacher": desc}, indent=2))
+                           "psnr_mean": round(psnr_mean, 2), "teacher": desc}, indent=2))
+
+
+def _targets_psnr(targets: TeacherTargets, crops: Callable[[list[int]], torch.Tensor], chunk: int = 256) -> float:
+    """Mean PSNR (dB) of the stored teacher outputs (crop + change, clamped as the lookup serves them) to the crops."""
+    import torch
+
+    from nullswap.metrics.quality import psnr
+
+    vals = []
+    for start in range(0, len(targets), chunk):
+        rows = list(range(start, min(start + chunk, len(targets))))
+        x = crops(targets.indices[rows].tolist())
+        vals.append(psnr((x + targets.change(rows)).clamp(0, 1), x).clamp_max(100.0))
+    return float(torch.cat(vals).mean())
 
 
 def _weights(checkpoint: Path | None) -> dict[str, str]:

@@ -41,6 +41,13 @@ class NullSwapConfig:
             viewing: a PSNR floor bounds the *mean* change but lets the cloak concentrate into strong streaks on
             eyes, nose and lips, which an upsampled residual makes visible on large faces; a smooth per-pixel cap
             keeps the budget spread out. Differentiable, so training sees the same bound.
+        detail_channels: width of the full-resolution detail branch; 0 (default) = no branch, the paper's network.
+            Choice (issue 12, not in the paper): the paper's network draws its change at H/4 and has only two
+            ConvBlocks at full resolution, so it cannot represent the per-image, pixel-scale part of what the
+            refinement steps add (distillation measured in session 15); the branch adds ``detail_blocks``
+            SEResBlocks at full resolution whose residual is summed with the Cloaking path's. Its output convolution
+            starts at zero, so a trained generator grown with it computes the same function at the first step.
+        detail_blocks: SEResBlocks in the detail branch (used when ``detail_channels > 0``).
     """
 
     L: int = 4
@@ -61,9 +68,11 @@ class NullSwapConfig:
     gamma_init: float = 1.0
     residual_init_std: float = 0.01
     max_delta: float = 0.0
+    detail_channels: int = 0
+    detail_blocks: int = 2
 
     def __post_init__(self) -> None:
-        for name in ("L", "M", "N"):
+        for name in ("L", "M", "N", "detail_channels", "detail_blocks"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise InputError(f"{name}: expected an int >= 0, got {v!r}")

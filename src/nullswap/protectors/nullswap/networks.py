@@ -89,6 +89,27 @@ class NullSwapGenerator(nn.Module):
         if c.residual_init_std > 0:
             nn.init.normal_(self.to_residual.weight, std=c.residual_init_std)
         nn.init.zeros_(self.to_residual.bias)
+        # Full-resolution detail branch (Choice, issue 12; see NullSwapConfig.detail_channels): on the same input as
+        # the reconstruction (cloak features + image), its own residual summed with the reconstruction's. The output
+        # convolution starts at zero (weight and bias): the branch adds nothing until training moves it, and its
+        # weight's gradient is non-zero from the first step (its input activations are not zero).
+        self.detail: nn.Module | None = None
+        self.detail_out: nn.Conv2d | None = None
+        if c.detail_channels > 0:
+            d = c.detail_channels
+            self.detail = nn.Sequential(
+                ConvBlock(half + 3, d), *[SEResBlock(d, d, **se) for _ in range(c.detail_blocks)]
+            )
+            self.detail_out = nn.Conv2d(d, 3, 3, padding=1)
+            nn.init.zeros_(self.detail_out.weight)
+            nn.init.zeros_(self.detail_out.bias)
+
+    def residual_heads(self) -> list[nn.Conv2d]:
+        """The convolutions whose outputs sum to the residual (scaling their weights and biases scales it)."""
+        heads = [self.to_residual]
+        if self.detail_out is not None:
+            heads.append(self.detail_out)
+        return heads
 
     def random_noise(
         self,
@@ -158,8 +179,11 @@ class NullSwapGenerator(nn.Module):
     def _finish(self, x: torch.Tensor, pert: torch.Tensor, scale: float | torch.Tensor) -> torch.Tensor:
         """Cloaking Block, reconstruction and the output mapping from the noisy perturbation features."""
         h = self.cloak(torch.cat([self.gamma * pert, self.features(x)], dim=1))
-        h = self.reconstruct(torch.cat([h, x.to(h.dtype)], dim=1))
-        y = _logit_residual(x, scale * self.to_residual(h).to(x.dtype))
+        hx = torch.cat([h, x.to(h.dtype)], dim=1)
+        r = self.to_residual(self.reconstruct(hx))
+        if self.detail is not None and self.detail_out is not None:
+            r = r + self.detail_out(self.detail(hx))
+        y = _logit_residual(x, scale * r.to(x.dtype))
         if self.config.max_delta > 0 and (isinstance(scale, torch.Tensor) or scale > 0):
             # a soft per-pixel cap: |y - x| < max_delta / 255 (times the residual factor)
             cap = self.config.max_delta / 255.0 * scale
