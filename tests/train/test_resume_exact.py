@@ -114,3 +114,47 @@ def test_logs_reach_disk_at_each_checkpoint(shared, tmp_path):
     cfg = load_config(None, [*_cfg_args(shared, 2), "train.checkpoint_every=1"])
     Trainer(cfg, out=tmp_path / "run", progress=progress).fit(datasets={"train": RandomCrops(4, 0)})
     assert seen == [1]
+
+
+def test_param_groups_longest_prefix_and_errors():
+    from nullswap.errors import InputError
+    from nullswap.protectors.nullswap import NullSwapConfig, NullSwapGenerator
+    from nullswap.train.trainer import param_groups
+
+    g = NullSwapGenerator(NullSwapConfig(L=1, M=1, N=1, image_size=64, id_channels=8, perturb_channels=8,
+                                         feature_channels=8, cloak_channels=8, detail_channels=8))
+    params = list(g.parameters())
+    assert param_groups(g, params, {}) == [{"params": params, "lr_mult": 1.0}]
+    groups = {gr["lr_mult"]: gr["params"] for gr in param_groups(g, params, {"lr_multipliers": {
+        "detail": 10, "detail_out": 5, "detail.0": 2}})}
+    names = {id(p): n for n, p in g.named_parameters()}
+    assert {names[id(p)] for p in groups[5.0]} == {"detail_out.weight", "detail_out.bias"}  # not "detail"
+    assert all(names[id(p)].startswith("detail.0.") for p in groups[2.0])  # the longest prefix wins
+    assert all(names[id(p)].startswith("detail.") and not names[id(p)].startswith("detail.0.") for p in groups[10.0])
+    assert not any(names[id(p)].startswith("detail") for p in groups[1.0])
+    assert sum(len(v) for v in groups.values()) == len(params)
+    with pytest.raises(InputError, match="'detai', which names none"):
+        param_groups(g, params, {"lr_multipliers": {"detai": 10}})
+    with pytest.raises(InputError, match=r"lr_multipliers\['detail'\]: expected a number > 0, got 0"):
+        param_groups(g, params, {"lr_multipliers": {"detail": 0}})
+
+
+@pytest.mark.shared
+def test_lr_multipliers_set_each_groups_rate(shared, tmp_path):
+    """A grown branch's own rate reaches Adam (and the decay applies to every group), through a resume."""
+    torch.set_num_threads(1)
+    data = {"train": RandomCrops(4, 0)}
+    args = [*_cfg_args(shared, 1)]
+    args = [a.replace("max_delta: 10}", "max_delta: 10, detail_channels: 4}") for a in args]
+    assert any("detail_channels: 4" in a for a in args)
+    mult = ["optim.generator.lr_multipliers={detail: 10.0, detail_out: 10.0}"]
+    Trainer(load_config(None, [*args, *mult]), out=tmp_path / "r", loggers=False).fit(datasets=data)
+    args2 = [a.replace("train.max_steps=1", "train.max_steps=2") for a in args]
+    tr = Trainer(load_config(None, [*args2, *mult, "train.lr_milestones=[1]", "train.lr_gamma=0.5"]),
+                 out=tmp_path / "r", loggers=False)
+    tr.fit(resume=True, datasets=data)
+    state = json.loads((tmp_path / "r" / "ckpt" / "last" / "state.json").read_text())
+    lrs = sorted(g["lr"] for g in state["optimizers"]["generator"]["param_groups"])
+    assert lrs == [pytest.approx(2.5e-4), pytest.approx(2.5e-3)], lrs
+    out = load_file(str(tmp_path / "r" / "export" / "model.safetensors"))
+    assert float(out["detail_out.weight"].abs().max()) > 0  # the zero-initialised head moved

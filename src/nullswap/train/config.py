@@ -89,7 +89,10 @@ RECIPE_KEYS: tuple[str, ...] = (
 #: Sections whose keys the recipe checks itself (its model / loss ``from_dict``).
 RECIPE_SECTIONS: tuple[str, ...] = ("model", "loss")
 #: Keys of each optimiser entry of ``optim`` (what the trainer passes to Adam).
-OPTIM_KEYS: tuple[str, ...] = ("lr", "betas", "weight_decay")
+#: ``lr_multipliers``: ``{parameter-name prefix: factor}`` on the module's parameters (e.g. ``{detail: 10}`` for a
+#: newly grown branch); the longest matching prefix wins, every prefix must match (:func:`~nullswap.train.trainer.
+#: param_groups`).
+OPTIM_KEYS: tuple[str, ...] = ("lr", "betas", "weight_decay", "lr_multipliers")
 
 
 def _unknown_key(path: str, key: object, known: Sequence[str]) -> InputError:

@@ -20,12 +20,13 @@ import inspect
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from nullswap.datasets.faces import AlignedFaces, identity_disjoint_split, limit_records, scan_faces
@@ -213,14 +214,18 @@ class Trainer:
         groups = recipe.optimizer_groups()
         optim_cfg = cfg["optim"]
         raw_models = {"generator": recipe.generator}
-        opt_g = torch.optim.Adam(groups["generator"], **_adam_kwargs(optim_cfg["generator"]))
+        opt_g = torch.optim.Adam(param_groups(recipe.generator, groups["generator"], optim_cfg["generator"]),
+                                 **_adam_kwargs(optim_cfg["generator"]))
         optimizers = {"generator": opt_g}
         gen, opt_g = fabric.setup(recipe.generator, opt_g)
         recipe.generator = gen
         opt_d = None
         if recipe.discriminator is not None and groups.get("discriminator"):
             raw_models["discriminator"] = recipe.discriminator
-            opt_d = torch.optim.Adam(groups["discriminator"], **_adam_kwargs(optim_cfg["discriminator"]))
+            opt_d = torch.optim.Adam(
+                param_groups(recipe.discriminator, groups["discriminator"], optim_cfg["discriminator"]),
+                **_adam_kwargs(optim_cfg["discriminator"]),
+            )
             optimizers["discriminator"] = opt_d
             disc, opt_d = fabric.setup(recipe.discriminator, opt_d)
             recipe.discriminator = disc
@@ -291,7 +296,7 @@ class Trainer:
                         if opt is not None:
                             base = float(optim_cfg[name].get("lr", 1e-4))
                             for g in opt.param_groups:
-                                g["lr"] = base * lr_scale
+                                g["lr"] = base * lr_scale * float(g.get("lr_mult", 1.0))
                 with fabric.no_backward_sync(recipe.generator, enabled=not last_micro):
                     with fabric.autocast():
                         loss_g, logs_g, protected = recipe.generator_step(images, epoch, **step_kw)
@@ -455,6 +460,41 @@ def lr_factor(step: int, milestones: list[int] | None, gamma: float) -> float:
     return gamma ** sum(1 for m in milestones if step >= m)
 
 
+def param_groups(module: nn.Module, params: Sequence[nn.Parameter], c: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Adam parameter groups for ``params`` of ``module`` (unwrapped: before ``fabric.setup``) with ``lr_multipliers``.
+
+    Choice (not in the papers, which train from scratch at one rate): a branch grown onto a trained network
+    (:mod:`nullswap.protectors.nullswap.growth`) starts at zero and, at the trained weights' small rate, barely moves;
+    ``lr_multipliers`` (``{name prefix: factor}``, prefixes of ``module.named_parameters()`` names, matched at a ``.``
+    boundary, the longest wins) gives it its own rate. Each group stores its factor as ``lr_mult``; the trainer's
+    schedule sets ``lr = base * decay * lr_mult``. Without multipliers: one group of every parameter.
+
+    Raises:
+        InputError: a multiplier that is not a number > 0, or a prefix that names no trainable parameter.
+    """
+    mults = dict(c.get("lr_multipliers") or {})
+    if not mults:
+        return [{"params": list(params), "lr_mult": 1.0}]
+    for k, v in mults.items():
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v <= 0:
+            raise InputError(f"optim lr_multipliers[{k!r}]: expected a number > 0, got {v!r}")
+    wanted = {id(p) for p in params}
+    by_mult: dict[float, list[nn.Parameter]] = {}
+    used: set[str] = set()
+    for name, p in module.named_parameters():
+        if id(p) not in wanted:
+            continue
+        match = max((k for k in mults if name == k or name.startswith(k + ".")), key=len, default=None)
+        if match is not None:
+            used.add(match)
+        by_mult.setdefault(float(mults[match]) if match is not None else 1.0, []).append(p)
+    unused = sorted(set(mults) - used)
+    if unused:
+        raise InputError(f"optim lr_multipliers: expected prefixes of trainable parameter names of "
+                         f"{type(module).__name__}, got {unused[0]!r}, which names none")
+    return [{"params": ps, "lr_mult": m} for m, ps in sorted(by_mult.items())]
+
+
 def _adam_kwargs(c: dict[str, Any]) -> dict[str, Any]:
     return {"lr": float(c.get("lr", 1e-4)), "betas": tuple(c.get("betas", (0.9, 0.999))),
             "weight_decay": float(c.get("weight_decay", 0.0))}
@@ -465,4 +505,5 @@ def steps_for(n_images: int, batch_size: int, epochs: int) -> int:
     return max(1, math.floor(n_images / batch_size)) * epochs
 
 
-__all__ = ["FitResult", "IndexedDataset", "ResumableSampler", "Trainer", "build_datasets", "build_recipe", "steps_for"]
+__all__ = ["FitResult", "IndexedDataset", "ResumableSampler", "Trainer", "build_datasets", "build_recipe",
+           "param_groups", "steps_for"]
