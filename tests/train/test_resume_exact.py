@@ -158,3 +158,32 @@ def test_lr_multipliers_set_each_groups_rate(shared, tmp_path):
     assert lrs == [pytest.approx(2.5e-4), pytest.approx(2.5e-3)], lrs
     out = load_file(str(tmp_path / "r" / "export" / "model.safetensors"))
     assert float(out["detail_out.weight"].abs().max()) > 0  # the zero-initialised head moved
+
+
+@pytest.mark.shared
+def test_resume_does_not_need_the_init_folder(shared, tmp_path):
+    """A run started from ``init`` (grown with a detail branch) resumes on a machine without that folder."""
+    import shutil
+
+    from nullswap.protectors.nullswap import NullSwapConfig, NullSwapGenerator, save_nullswap
+
+    torch.set_num_threads(1)
+    data = {"train": RandomCrops(4, 0)}
+    small = {"L": 1, "M": 1, "N": 1, "image_size": 128, "id_channels": 8, "perturb_channels": 8,
+             "feature_channels": 8, "cloak_channels": 8, "disc_channels": 8, "se_reduction": 4, "expansion": 2,
+             "max_delta": 10}
+    torch.manual_seed(123)  # not the trainer's seed: a fresh init would differ
+    start = NullSwapGenerator(NullSwapConfig(**small))
+    save_nullswap(tmp_path / "start", start, start.config, {})
+    args = [a.replace("max_delta: 10}", "max_delta: 10, detail_channels: 4}") for a in _cfg_args(shared, 1)]
+    Trainer(load_config(None, [*args, f"init={tmp_path / 'start'}"]), out=tmp_path / "r", loggers=False).fit(
+        datasets=data)
+    first = load_file(str(tmp_path / "r" / "export" / "model.safetensors"))
+    w0 = start.id_extraction[0][0].weight.detach()
+    assert torch.allclose(first["id_extraction.0.0.weight"], w0, atol=2e-3)  # grown from it: one Adam step away
+    shutil.rmtree(tmp_path / "start")
+    args2 = [a.replace("train.max_steps=1", "train.max_steps=2") for a in args]
+    Trainer(load_config(None, [*args2, f"init={tmp_path / 'start'}"]), out=tmp_path / "r", loggers=False).fit(
+        resume=True, datasets=data)
+    state = json.loads((tmp_path / "r" / "ckpt" / "last" / "state.json").read_text())
+    assert state["counters"]["step"] == 2

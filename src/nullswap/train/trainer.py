@@ -209,6 +209,12 @@ class Trainer:
         train_set = data["train"]
         eval_set = data.get("val") or data.get("test")
 
+        ckpt_dir = self.out / "ckpt" / "last"
+        if resume and cfg.get("init") is not None and ckpt_dir.is_dir():
+            # the checkpoint holds every weight: the starting point a fresh run grows from is not needed (nor loaded),
+            # so a run continues on a machine without the folder it was first started from
+            log.info("init %s not loaded: resuming from %s", cfg["init"], ckpt_dir)
+            cfg = {k: v for k, v in cfg.items() if k != "init"}
         recipe = build_recipe(cfg)
         recipe.to(fabric.device)
         groups = recipe.optimizer_groups()
@@ -249,7 +255,6 @@ class Trainer:
         max_steps = t.get("max_steps") or steps_per_epoch * int(t["epochs"])
 
         step, epoch, batch_in_epoch = 0, 0, 0
-        ckpt_dir = self.out / "ckpt" / "last"
         if resume:
             if not ckpt_dir.is_dir():
                 raise InputError(f"resume: expected a checkpoint at {str(ckpt_dir)!r}, found none")
