@@ -188,7 +188,8 @@ def test_teacher_command_writes_a_shard_of_a_seeded_subset(tmp_path):
                                    "--refine", "0", "--limit", "4", "--shard", "1/2", "--threads", "1"])
     assert res.exit_code == 0, res.output
     t = load_teacher_targets(made)
-    chosen = torch.randperm(6, generator=torch.Generator().manual_seed(3))[:4].tolist()
+    chosen = torch.randperm(6, generator=torch.Generator().manual_seed(3 + 100_003))[:4].tolist()
+    assert t.teacher["subset_seed"] == 3 + 100_003
     assert t.indices.tolist() == chosen[1::2]
     assert t.teacher["refine"] == 0 and t.teacher["checkpoint"] == str(tmp_path / "ckpt")
     assert torch.allclose(t.clean_mean, faces.tensor(chosen[1::2]).mean(dim=(2, 3)))

@@ -73,12 +73,13 @@ def teacher(
             task = bar.add_task("aligning faces", total=None)
             data = build_datasets(cfg, progress=lambda d, t: bar.update(task, completed=d, total=t))
             train_set = data["train"]
-            order = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(int(cfg.get("seed", 0))))
+            order = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(subset_seed(cfg)))
             chosen = order[: limit if limit is not None else len(order)].tolist()[part::parts]
             prot = create_protector("nullswap", checkpoint=None if checkpoint is None else str(checkpoint),
                                     strength=strength, **opts)
             desc = {"protector": "nullswap", "strength": strength, **opts, **_weights(checkpoint),
-                    "seed": int(cfg.get("seed", 0)), "template": cfg["data"].get("template")}
+                    "seed": int(cfg.get("seed", 0)), "subset_seed": subset_seed(cfg),
+                    "template": cfg["data"].get("template")}
             bar.update(task, description=f"teacher {part}/{parts}", completed=0, total=len(chosen))
             targets = make_teacher_targets(prot, train_set.tensor, chosen, batch_size=batch_size,
                                            seed=int(cfg.get("seed", 0)), teacher=desc,
@@ -91,6 +92,18 @@ def teacher(
     psnr_mean = _targets_psnr(targets, train_set.tensor)
     typer.echo(json.dumps({"out": str(out), "crops": len(targets), "clipped": targets.clipped,
                            "psnr_mean": round(psnr_mean, 2), "teacher": desc}, indent=2))
+
+
+#: Offset of the subset's seed from the config's. Choice (session 16): the trainer shuffles epoch ``e`` with
+#: ``seed + e`` (:class:`~nullswap.train.trainer.ResumableSampler`); drawn with ``seed`` itself, a ``--limit`` subset
+#: was the first crops of epoch 0's order, so a run started from step 0 saw only targets for its first ``limit / batch``
+#: steps and none for the rest of epoch 0 (targets made before this change, e.g. session 15's, are such a subset).
+SUBSET_SEED_OFFSET = 100_003
+
+
+def subset_seed(cfg: dict) -> int:
+    """Seed of the ``--limit`` subset's permutation: the config's seed plus :data:`SUBSET_SEED_OFFSET`."""
+    return int(cfg.get("seed", 0)) + SUBSET_SEED_OFFSET
 
 
 def _targets_psnr(targets: TeacherTargets, crops: Callable[[list[int]], torch.Tensor], chunk: int = 256) -> float:
