@@ -137,6 +137,8 @@ def test_param_groups_longest_prefix_and_errors():
         param_groups(g, params, {"lr_multipliers": {"detai": 10}})
     with pytest.raises(InputError, match=r"lr_multipliers\['detail'\]: expected a number > 0, got 0"):
         param_groups(g, params, {"lr_multipliers": {"detail": 0}})
+    with pytest.raises(InputError, match=r"expected \{name prefix: factor\}, got list"):
+        param_groups(g, params, {"lr_multipliers": ["detail", 10]})
 
 
 @pytest.mark.shared

@@ -477,7 +477,10 @@ def param_groups(module: nn.Module, params: Sequence[nn.Parameter], c: Mapping[s
     Raises:
         InputError: a multiplier that is not a number > 0, or a prefix that names no trainable parameter.
     """
-    mults = dict(c.get("lr_multipliers") or {})
+    raw = c.get("lr_multipliers") or {}
+    if not isinstance(raw, Mapping):
+        raise InputError(f"optim lr_multipliers: expected {{name prefix: factor}}, got {type(raw).__name__} {raw!r}")
+    mults = dict(raw)
     if not mults:
         return [{"params": list(params), "lr_mult": 1.0}]
     for k, v in mults.items():
