@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from nullswap.datasets.teacher_targets import load_teacher_targets
 from nullswap.protectors import create_protector
-from nullswap.protectors.nullswap.protector import blurred_copy
+from nullswap.protectors.nullswap.protector import blurred_copy, shape_gradient
 from nullswap.train import load_config
 from nullswap.train.trainer import build_datasets
 
@@ -73,8 +73,7 @@ def main() -> None:
             seen = blurred_copy(y, blur) if blurred else y
             sim = torch.stack([F.cosine_similarity(e, c, dim=1) for e, c in zip(ens(seen), clean, strict=True)])
             (g,) = torch.autograd.grad(sim.mean(0).sum(), y)
-            grey = g.mean(1, keepdim=True)
-            dirs.append(-(chroma * (g - grey) + grey))
+            dirs.append(-shape_gradient(g, chroma))
         r, d0 = target - y0, y0 - x
         stats = [cos(r, dirs[0]), cos(r, dirs[1]), cos(r, dirs[0] + dirs[1]), cos(d0, dirs[0]),
                  r.flatten(1).norm(dim=1) / d0.flatten(1).norm(dim=1), cos(r, d0)]

@@ -35,6 +35,18 @@ def blurred_copy(y: torch.Tensor, sigma: float) -> torch.Tensor:
     return kornia.filters.gaussian_blur2d(y, (k, k), (sigma, sigma))
 
 
+def shape_gradient(g: torch.Tensor, chroma: float = 1.0, inv_w: torch.Tensor | None = None) -> torch.Tensor:
+    """A refinement step's gradient with its colour part times ``chroma`` and its grey part times ``inv_w``.
+
+    ``refine_chroma`` / ``refine_masking`` of :class:`NullSwapProtector` (``inv_w``: one over the crop's masking
+    weights, or ``None``); unchanged when neither applies.
+    """
+    if chroma == 1.0 and inv_w is None:
+        return g
+    grey = g.mean(1, keepdim=True)
+    return chroma * (g - grey) + (grey if inv_w is None else grey * inv_w)
+
+
 class NullSwapProtector(Protector):
     """NullSwap as a :class:`Protector`: runs the generator on aligned crops.
 
@@ -216,9 +228,7 @@ class NullSwapProtector(Protector):
                 sim = torch.stack([F.cosine_similarity(e, c, dim=1) for e, c in zip(ens(seen), clean, strict=True)])
                 (g,) = torch.autograd.grad(sim.mean(0).sum(), y)
                 with torch.no_grad():
-                    if self.refine_chroma != 1.0 or inv_w is not None:
-                        grey = g.mean(1, keepdim=True)
-                        g = self.refine_chroma * (g - grey) + (grey if inv_w is None else grey * inv_w)
+                    g = shape_gradient(g, self.refine_chroma, inv_w)
                     if l2:
                         norm = g.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
                         d = y - alpha * g / norm - x
