@@ -17,6 +17,8 @@ training recognizers, with:
 * ``cC``: the protector's ``refine_chroma=C`` (the steps' colour part times C; ``c0`` = luminance only);
 * ``mask``: the protector's ``refine_masking`` (the steps' grey part larger where the crop's texture masks it); both
   combinable with ``alt``;
+* ``with=A/B`` and ``without=A/B``: recognizers added to or removed from the attacked ensemble (names joined by
+  ``/``), with the protector's own steps: e.g. a leave-one-out ensemble whose held-out recognizer is then unseen;
 * ``xS``: the protector's ``strength=S`` (the factor on the generator's residual; default 1 = ``mid``): with ``r0``
   and a floor below the model's PSNR, the one pass's own protection-vs-PSNR trade-off.
 
@@ -50,6 +52,7 @@ from nullswap.losses.reconstruction import chroma_loss
 from nullswap.losses.shared_change import shared_change_share
 from nullswap.protectors import create_protector
 from nullswap.protectors.nullswap.protector import blurred_copy
+from nullswap.recognizers import list_recognizers
 from nullswap.recognizers.ensemble import RecognizerEnsemble
 from nullswap.recognizers.thresholds import verification_thresholds
 
@@ -152,11 +155,20 @@ def main() -> None:
         # plain, refine_blur or refine_chroma, refine_masking: the protector's own steps
         chroma = next((float(f[1:]) for f in flags if f.startswith("c") and f[1:].replace(".", "").isdigit()), 1.0)
         strength = next((float(f[1:]) for f in flags if f.startswith("x") and f[1:].replace(".", "").isdigit()), 1.0)
-        shipped = set(flags) <= {"alt", "mask", f"s{sigma:g}", f"s{sigma}", f"c{chroma:g}", f"c{chroma}",
+        added = [n for f in flags if f.startswith("with=") for n in f[5:].split("/")]
+        removed = [n for f in flags if f.startswith("without=") for n in f[8:].split("/")]
+        members = {f for f in flags if f.startswith(("with=", "without="))}
+        shipped = set(flags) - members <= {"alt", "mask", f"s{sigma:g}", f"s{sigma}", f"c{chroma:g}", f"c{chroma}",
                                  f"x{strength:g}", f"x{strength}"}
         prot = create_protector("nullswap", checkpoint=args.checkpoint, psnr_floor=float(floor) if floor else "auto",
                                 refine=int(k[1:]), refine_blur=sigma if shipped and "alt" in flags else 0.0,
                                 refine_chroma=chroma, refine_masking="mask" in flags, strength=strength)
+        if prot.refine and (added or removed):
+            unknown = sorted(set(added + removed) - set(list_recognizers()))
+            if unknown:
+                raise SystemExit(f"{v}: expected registered recognizer names, got {unknown}")
+            prot._refine_spec = [n for n in prot._refine_spec if n not in removed] + added
+            print(f"{v}: refine ensemble {prot._refine_spec}", flush=True)
         if prot.refine and not shipped:
             with_variant(prot, set(flags))
         t = time.time()
