@@ -14,11 +14,19 @@ training recognizers, with:
 * ``ti``: translation-invariant gradient (Dong et al. 2019): the gradient convolved with a 5x5 Gaussian, sigma 1.5;
 * ``fa``: faceapi-resnet29 added to the attacked ensemble;
 * ``gn``: each recognizer's gradient normalised per image before the sum;
-* ``cC``: the protector's ``refine_chroma=C`` (the steps' colour part times C; ``c0`` = luminance only);
+* ``cC``: the protector's ``refine_chroma=C`` (the steps' colour part times C; ``c0`` = luminance only; also applied
+  by this script's own steps since session 17);
 * ``mask``: the protector's ``refine_masking`` (the steps' grey part larger where the crop's texture masks it); both
   combinable with ``alt``;
 * ``with=A/B`` and ``without=A/B``: recognizers added to or removed from the attacked ensemble (names joined by
   ``/``), with the protector's own steps: e.g. a leave-one-out ensemble whose held-out recognizer is then unseen;
+* ``rs``: a random start (Gaussian, a quarter of the floor's L2 radius) added to the one pass's output before the
+  steps: with ``x0`` the refinement alone, from the clean crop (where the cosine's gradient is zero);
+* ``diP``: input diversity (Xie et al. 2019): with probability P (default 0.5) per crop and step, the attacked
+  input rescaled by U(0.9, 1.1) and shifted by U(-4, 4) px (:func:`input_diversity`);
+* ``hingeM``: threshold-aware steps: each recognizer's cosine enters as ``max(0, cos - (threshold - M))`` (its LFW
+  best-accuracy threshold), so a recognizer already ``M`` below its threshold stops pulling and the step goes to
+  those still above (the issue's threshold-aware identity term, here in the refinement);
 * ``xS``: the protector's ``strength=S`` (the factor on the generator's residual; default 1 = ``mid``): with ``r0``
   and a floor below the model's PSNR, the one pass's own protection-vs-PSNR trade-off.
 
@@ -51,7 +59,7 @@ from nullswap.losses.masking import luminance, masking_weights
 from nullswap.losses.reconstruction import chroma_loss
 from nullswap.losses.shared_change import shared_change_share
 from nullswap.protectors import create_protector
-from nullswap.protectors.nullswap.protector import blurred_copy
+from nullswap.protectors.nullswap.protector import blurred_copy, shape_gradient
 from nullswap.recognizers import list_recognizers
 from nullswap.recognizers.ensemble import RecognizerEnsemble
 from nullswap.recognizers.thresholds import verification_thresholds
@@ -86,11 +94,35 @@ def _sigma(flags: set[str]) -> float:
     return next((float(f[1:]) for f in flags if f.startswith("s") and f[1:].replace(".", "").isdigit()), 1.0)
 
 
+def input_diversity(y: torch.Tensor, p: float, generator: torch.Generator) -> torch.Tensor:
+    """Each crop, with probability ``p``, rescaled by U(0.9, 1.1) and shifted by U(-4, 4) px (bilinear, border pad).
+
+    Input diversity (Xie et al., "Improving transferability of adversarial examples with input diversity", CVPR 2019)
+    as a small random similarity transform, so the recognizers' own alignment warp still sees a face in place.
+    """
+    b = y.shape[0]
+    on = (torch.rand(b, generator=generator) < p).float()
+    scale = 1.0 + on * (torch.rand(b, generator=generator) * 0.2 - 0.1)
+    shift = on.view(-1, 1) * (torch.rand(b, 2, generator=generator) * 8.0 - 4.0) * (2.0 / y.shape[-1])
+    theta = torch.zeros(b, 2, 3)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1.0 / scale
+    theta[:, :, 2] = shift
+    grid = F.affine_grid(theta.to(y), list(y.shape), align_corners=False)
+    return F.grid_sample(y, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
 def with_variant(prot, flags: set[str]):
     """Replace ``prot``'s refine steps by the variant's (the L2 steps of NullSwapProtector._refine_steps + flags)."""
     if "fa" in flags:
         prot._refine_spec = [*prot._refine_spec, "faceapi-resnet29"]
     sigma = _sigma(flags)
+    di = next((float(f[2:] or 0.5) for f in flags if f.startswith("di")), None)
+    jitter = torch.Generator().manual_seed(0)
+    hinge = next((float(f[5:]) for f in flags if f.startswith("hinge")), None)
+    thr = None
+    if hinge is not None:
+        levels = verification_thresholds("best")
+        thr = torch.tensor([levels[n] for n in prot._refine_spec]).view(-1, 1)
 
     def steps(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         ens = prot._refine_ensemble(x.device)
@@ -99,6 +131,9 @@ def with_variant(prot, flags: set[str]):
         alpha = 2.5 * radius / prot.refine
         with torch.no_grad():
             clean = [e.detach() for e in ens(x)]
+            if "rs" in flags:  # random start, a quarter of the radius (with x0 y = x, where the gradient is zero)
+                noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(0)).to(x)
+                y = (y + noise * (0.25 * radius / noise.flatten(1).norm(dim=1).view(-1, 1, 1, 1))).clamp(0, 1)
         for step in range(prot.refine):
             with torch.enable_grad():
                 y = y.detach().requires_grad_(True)
@@ -106,9 +141,13 @@ def with_variant(prot, flags: set[str]):
                     inputs = [blurred_copy(y, sigma)] if step % 2 else [y]
                 else:
                     inputs = [y] + ([blurred_copy(y, sigma)] if "bl" in flags else [])
+                if di is not None:
+                    inputs = [input_diversity(i, di, jitter) for i in inputs]
                 sims = [torch.stack([F.cosine_similarity(e, c, dim=1) for e, c in zip(ens(i), clean, strict=True)])
                         for i in inputs]
                 sim = torch.stack(sims).mean(0)  # (recognizers, batch)
+                if hinge is not None:  # threshold-aware: no push below each recognizer's threshold minus the margin
+                    sim = (sim - (thr - hinge)).clamp_min(0.0)
                 if "gn" in flags:
                     g = torch.zeros_like(y)
                     for r in range(sim.shape[0]):
@@ -117,6 +156,7 @@ def with_variant(prot, flags: set[str]):
                 else:
                     (g,) = torch.autograd.grad(sim.mean(0).sum(), y)
             with torch.no_grad():
+                g = shape_gradient(g, prot.refine_chroma)
                 if "ti" in flags:
                     g = kornia.filters.gaussian_blur2d(g, (5, 5), (1.5, 1.5))
                 g = g / g.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
