@@ -89,6 +89,17 @@ def measured_ensemble() -> tuple[RecognizerEnsemble, dict[str, float]]:
     return RecognizerEnsemble(MEASURED, source_template="protector-128").eval(), verification_thresholds("best")
 
 
+def probe_setup(args: argparse.Namespace) -> tuple[torch.Tensor, RecognizerEnsemble, dict[str, float], list]:
+    """Seed 0 and ``--threads``, then the held-out crops, the measured ensemble, its thresholds and clean embeddings."""
+    torch.manual_seed(0)
+    torch.set_num_threads(args.threads)
+    x = held_out_crops(args.data, args.split, args.probes)
+    ev, thr = measured_ensemble()
+    with torch.no_grad():
+        clean = ev(x)
+    return x, ev, thr, clean
+
+
 def _sigma(flags: set[str]) -> float:
     """The ``sS`` flag's sigma (default 1)."""
     return next((float(f[1:]) for f in flags if f.startswith("s") and f[1:].replace(".", "").isdigit()), 1.0)
@@ -176,12 +187,7 @@ def main() -> None:
     ap.add_argument("--checkpoint", default=None, help="NullSwap checkpoint folder (default: the packaged model)")
     ap.add_argument("--variants", default="r10f36.5,r10f36.5+alt")
     args = ap.parse_args()
-    torch.manual_seed(0)
-    torch.set_num_threads(args.threads)
-    x = held_out_crops(args.data, args.split, args.probes)
-    ev, thr = measured_ensemble()
-    with torch.no_grad():
-        clean = ev(x)
+    x, ev, thr, clean = probe_setup(args)
     flat = masking_weights(x) > 0.8
     # beside an edge: smooth under a 3x3 window, textured under the 7x7 one (a pixel 2-3 px from an edge)
     beside = (masking_weights(x, window=3) > 0.8) & (masking_weights(x) < 0.3)

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from nullswap.recognizers.ensemble import RecognizerEnsemble
-from refine_variants import MEASURED, held_out_crops, measured_ensemble, probe_arguments
+from refine_variants import MEASURED, probe_arguments, probe_setup
 
 SLOW = {"human-faceres"}  # 224-px input, ~60 ms a face: fewer probes by default
 
@@ -68,12 +68,7 @@ def main() -> None:
     ap.add_argument("--targets", default=",".join(MEASURED), help="recognizers to attack, one at a time")
     ap.add_argument("--probes-slow", type=int, default=32, help="probes for human-faceres (224 px, slow)")
     args = ap.parse_args()
-    torch.manual_seed(0)
-    torch.set_num_threads(args.threads)
-    x_all = held_out_crops(args.data, args.split, args.probes)
-    ev, thr = measured_ensemble()
-    with torch.no_grad():
-        clean_all = ev(x_all)
+    x_all, ev, thr, clean_all = probe_setup(args)
     print(f"{len(x_all)} {args.split} probes; thresholds " + " ".join(f"{n} {thr[n]:.3f}" for n in MEASURED))
     print("attacked recognizer | floor | PSNR | s/crop | its below % and cosine (at K/2) | below % on each of "
           + " / ".join(MEASURED), flush=True)
