@@ -193,6 +193,8 @@ def test_photo_status_follows_its_faces_and_fail_on_exit_codes(fake, tmp_path):
     assert "photos: 1 protected, 1 partial, 2 weak" in r.output
     assert "faces: 2 protected, 1 partial, 2 weak" in r.output
     assert "unseen" in r.output  # the verifiers are marked seen/unseen
+    assert "other recognizers may still match the face" in r.output  # a verdict covers its verifiers only
+    assert all(len(ln) <= 80 for ln in r.output.splitlines()[:6]), r.output  # the header's lines fit 80 columns
 
     assert _run([str(d), "--out", str(tmp_path / "o2"), "--fail-on", "weak"]).exit_code == 3
     assert _run([str(d / "part_b.png"), "--out", str(tmp_path / "o3"), "--fail-on", "weak"]).exit_code == 0

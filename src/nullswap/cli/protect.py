@@ -33,7 +33,9 @@ HELP = (
     "Protect the faces in photos against face swapping, and verify each face.\n\n"
     "Every face is verified by recognizers: arcface-mbf (the extractor class of face-swap models) plus at least one "
     "the method did not optimise against. protected: below the verification threshold of every verifier; partial: "
-    "of some; weak: of none. A photo's status is its worst face's. GPS locations are removed unless --keep-gps.\n\n"
+    "of some; weak: of none. A photo's status is its worst face's. A verdict speaks for its verifiers only: other "
+    "recognizers may still match a protected face (MODEL_CARD.md, 'What a protected verdict covers'). GPS locations "
+    "are removed unless --keep-gps.\n\n"
     "Photos above Pillow's decompression-bomb limit (89.5 MP) are refused unless --max-pixels allows them. "
     "Animated GIF/WebP/PNG and multi-page TIFF are listed as 'unsupported' (not protected, not a failure).\n\n"
     "Exit codes: 0 every photo done (protected, partial, weak, skipped, no face or unsupported); 1 a photo failed "
@@ -199,7 +201,10 @@ def _header(pp: Any) -> str:
         tag = "seen by" if seen else "unseen by" if seen is False else "maybe seen by"
         groups.setdefault(tag, []).append(n)
     lines = [s] + [f"verifiers {tag} {pp.method}: {', '.join(names)}" for tag, names in groups.items()]
-    return "\n".join(lines) + "\nfooled: cosine(clean, protected face) below the LFW best-accuracy threshold"
+    return "\n".join(lines + [
+        "fooled: cosine(clean, protected face) below the LFW best-accuracy threshold",
+        "protected: these verifiers fooled; other recognizers may still match the face",
+    ])
 
 
 def _run(jobs: list[Any], pp: Any, settings: dict[str, Any], report: bool, keep_gps: bool) -> list[Outcome]:
