@@ -92,7 +92,8 @@ def build_app(out_dir: str | Path | None = None, device: str | None = None):
 
     with gr.Blocks(title="nullswap: protect photos against face swapping", analytics_enabled=False) as app:
         gr.Markdown("## nullswap\nProtect the faces in your photos against deepfake face swapping. "
-                    "Everything runs on this computer.")
+                    "Everything runs on this computer. The report lists, per face, each recognizer's verdict: "
+                    "a face marked protected fooled the verifiers named there, not every face recognizer.")
         with gr.Row():
             files = gr.File(label="Photos", file_count="multiple", file_types=["image"], elem_id="upload")
             with gr.Column():
