@@ -159,6 +159,8 @@ register_protector("test-noop", "test stub: returns the crops unchanged")(
     lambda strength="mid", device=None: _Stub(False))
 register_protector("test-high-only", "test stub: works at strength high only")(
     lambda strength="mid", device=None: _Stub(strength == "high"))
+register_protector("test-mid-and-up", "test stub: works at strength mid and high")(
+    lambda strength="mid", device=None: _Stub(strength != "low"))
 
 
 @pytest.mark.shared
@@ -183,6 +185,12 @@ def test_weak_face_is_labelled_weak_and_until_protected_escalates(shared, tmp_pa
     assert r.exit_code == 0, r.output
     man = json.loads((out / "b" / ".nullswap-manifest.json").read_text())
     assert man["face.jpg"]["status"] == "protected" and man["face.jpg"]["verdicts"][0]["strength"] == "high"
+    # weak at low, protected at mid: redone once, at mid (a face is verified after each step up, not sent past mid)
+    r = runner.invoke(app, ["protect", str(src), "--out", str(out / "m"), "--method", "test-mid-and-up",
+                            "--strength", "low", "--until-protected", "--fail-on", "partial", "--report"])
+    assert r.exit_code == 0, r.output
+    v = json.loads((out / "m" / "face.report.json").read_text())["faces"][0]["verdict"]
+    assert v["outcome"] == "protected" and v["strength"] == "mid" and v["strengths_tried"] == ["low", "mid"]
     # without --until-protected (not auto): one pass, weak
     r = runner.invoke(app, ["protect", str(src), "--out", str(out / "c"), "--method", "test-high-only",
                             "--strength", "low", "--fail-on", "weak"])

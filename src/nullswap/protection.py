@@ -601,8 +601,11 @@ class PhotoProtector:
                         if v is not None and v.outcome == "weak" and strengths[i] != STRENGTHS[-1]]
                 if not redo:
                     break
+                # each weak face goes one strength up per round, then is verified again: the next strength is read
+                # before any face moves (a face moved low -> mid in this round is not also redone at high in it)
+                nxt = {i: STRENGTHS[STRENGTHS.index(strengths[i]) + 1] for i in redo}
                 for level in STRENGTHS[1:]:  # group the faces by their next strength
-                    idx = [i for i in redo if STRENGTHS[STRENGTHS.index(strengths[i]) + 1] == level]
+                    idx = [i for i in redo if nxt[i] == level]
                     if not idx:
                         continue
                     log.info("faces %s verified weak: redoing them at strength %s", [i + 1 for i in idx], level)
