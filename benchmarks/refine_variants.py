@@ -59,7 +59,7 @@ from nullswap.losses.masking import luminance, masking_weights
 from nullswap.losses.reconstruction import chroma_loss
 from nullswap.losses.shared_change import shared_change_share
 from nullswap.protectors import create_protector
-from nullswap.protectors.nullswap.protector import blurred_copy, shape_gradient
+from nullswap.protectors.nullswap.protector import blurred_copy, l2_ball_step, psnr_radius, shape_gradient
 from nullswap.recognizers import list_recognizers
 from nullswap.recognizers.ensemble import RecognizerEnsemble
 from nullswap.recognizers.thresholds import verification_thresholds
@@ -105,6 +105,12 @@ def _sigma(flags: set[str]) -> float:
     return next((float(f[1:]) for f in flags if f.startswith("s") and f[1:].replace(".", "").isdigit()), 1.0)
 
 
+def random_start(y: torch.Tensor, radius: float) -> torch.Tensor:
+    """``y`` plus Gaussian noise of L2 norm ``radius / 4`` per crop (seed 0), clamped to [0, 1]."""
+    noise = torch.randn(y.shape, generator=torch.Generator().manual_seed(0)).to(y)
+    return (y + noise * (0.25 * radius / noise.flatten(1).norm(dim=1).view(-1, 1, 1, 1))).clamp(0, 1)
+
+
 def input_diversity(y: torch.Tensor, p: float, generator: torch.Generator) -> torch.Tensor:
     """Each crop, with probability ``p``, rescaled by U(0.9, 1.1) and shifted by U(-4, 4) px (bilinear, border pad).
 
@@ -137,14 +143,13 @@ def with_variant(prot, flags: set[str]):
 
     def steps(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         ens = prot._refine_ensemble(x.device)
-        radius = (x[0].numel() * 10.0 ** (-prot.psnr_floor / 10.0)) ** 0.5
+        radius = psnr_radius(x, prot.psnr_floor)
         cap = (prot.config.max_delta or 8.0) / 255.0
         alpha = 2.5 * radius / prot.refine
         with torch.no_grad():
             clean = [e.detach() for e in ens(x)]
-            if "rs" in flags:  # random start, a quarter of the radius (with x0 y = x, where the gradient is zero)
-                noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(0)).to(x)
-                y = (y + noise * (0.25 * radius / noise.flatten(1).norm(dim=1).view(-1, 1, 1, 1))).clamp(0, 1)
+            if "rs" in flags:  # with x0 y = x, where the gradient is zero
+                y = random_start(y, radius)
         for step in range(prot.refine):
             with torch.enable_grad():
                 y = y.detach().requires_grad_(True)
@@ -170,10 +175,8 @@ def with_variant(prot, flags: set[str]):
                 g = shape_gradient(g, prot.refine_chroma)
                 if "ti" in flags:
                     g = kornia.filters.gaussian_blur2d(g, (5, 5), (1.5, 1.5))
-                g = g / g.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
-                d = y - alpha * g - x
-                d = d * (radius / d.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)).clamp(max=1.0)
-                y = torch.min(torch.max(x + d, x - cap), x + cap).clamp(0, 1)
+                y = l2_ball_step(x, y, g, alpha, radius)
+                y = torch.min(torch.max(y, x - cap), x + cap).clamp(0, 1)
                 y = prot._guard(x, y)
         return y.detach()
 

@@ -1,14 +1,15 @@
 """What a ``protected`` verdict says about the recognizers that are not verifiers, on held-out probes.
 
-Usage: python benchmarks/verdict_coverage.py [--probes 200] [--split test] [--threads 2] [--checkpoint DIR]
+Usage: python benchmarks/verdict_coverage.py [--probes 200] [--split test] [--threads 2]
 
 ``nullswap protect`` calls a face ``protected`` when every verifier (:func:`nullswap.verdict.choose_verifiers`:
-arcface-mbf and, unseen by NullSwap, human-mobilefacenet) has its cosine to the clean face below its LFW
-best-accuracy threshold. This script runs ``auto``'s protector (the packaged model's ``meta.auto`` recipe: one pass +
-refinement) on held-out crops and prints, among the probes the verifiers call protected, the share below threshold on
-each other recognizer measured here, next to the share over all probes: how far the verdict's claim carries to a
-recognizer it did not ask. Crops are the protector's 128-px crops (each recognizer aligns them to its own template),
-as in ``benchmarks/refine_variants.py``, not whole photos.
+arcface-mbf and, unseen by NullSwap, human-mobilefacenet) has its cosine to the clean face below its LFW best-accuracy
+threshold. This script runs the protector ``nullswap protect`` builds for ``auto``
+(:class:`~nullswap.protection.PhotoProtector`: the packaged model's ``meta.auto`` recipe, one pass + refinement) and its
+verification set on held-out crops and prints, among the probes the verifiers call protected, the share below threshold
+on each other recognizer measured here, next to the share over all probes: how far the verdict's claim carries to a
+recognizer it did not ask. Crops are the protector's 128-px crops (each recognizer aligns them to its own template), as
+in ``benchmarks/refine_variants.py``, not whole photos.
 """
 
 from __future__ import annotations
@@ -19,8 +20,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from nullswap.protection import auto_recipe
-from nullswap.protectors import create_protector
+from nullswap.protection import PhotoProtector
 from nullswap.verdict import choose_verifiers
 from refine_variants import MEASURED, probe_arguments, probe_setup
 
@@ -28,13 +28,12 @@ from refine_variants import MEASURED, probe_arguments, probe_setup
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     probe_arguments(ap)
-    ap.add_argument("--checkpoint", default=None, help="NullSwap checkpoint folder (default: the packaged model)")
     ap.set_defaults(probes=200, split="test", threads=2)
     args = ap.parse_args()
     x, ev, thr, clean = probe_setup(args)
-    recipe = {k: v for k, v in auto_recipe().items() if k in ("refine", "psnr_floor", "refine_blur", "refine_chroma")}
-    prot = create_protector("nullswap", checkpoint=args.checkpoint, **recipe)
-    seen = list(prot._refine_spec or [])
+    pp = PhotoProtector("auto", verify=False, device="cpu")  # what `nullswap protect` runs, without its verifier
+    prot, seen = pp.protector, list(pp.seen or [])
+    recipe = {k: pp.settings.get(k) for k in ("refine", "psnr_floor", "refine_blur", "refine_chroma")}
     verifiers = choose_verifiers(seen)
     t = time.time()
     y = torch.cat([prot.protect(x[i:i + 16], generator=torch.Generator().manual_seed(i)) for i in range(0, len(x), 16)])

@@ -25,8 +25,9 @@ import time
 import torch
 import torch.nn.functional as F
 
+from nullswap.protectors.nullswap.protector import l2_ball_step, psnr_radius
 from nullswap.recognizers.ensemble import RecognizerEnsemble
-from refine_variants import MEASURED, probe_arguments, probe_setup
+from refine_variants import MEASURED, probe_arguments, probe_setup, random_start
 
 SLOW = {"human-faceres"}  # 224-px input, ~60 ms a face: fewer probes by default
 
@@ -37,13 +38,11 @@ def attack(x: torch.Tensor, target: RecognizerEnsemble, floor: float, steps: int
     Returns:
         The attacked crops and the mean cosine to the clean crops at step ``steps // 2``.
     """
-    radius = (x[0].numel() * 10.0 ** (-floor / 10.0)) ** 0.5
+    radius = psnr_radius(x, floor)
     alpha = 2.5 * radius / steps
     with torch.no_grad():
         clean = [e.detach() for e in target(x)]
-    # random start: at y = x the cosine is at its maximum (1) and its gradient is zero
-    noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(0)).to(x)
-    y = (x + noise * (0.25 * radius / noise.flatten(1).norm(dim=1).view(-1, 1, 1, 1))).clamp(0, 1)
+    y = random_start(x, radius)  # at y = x the cosine is at its maximum (1) and its gradient is zero
     half = float("nan")
     for step in range(steps):
         with torch.enable_grad():
@@ -53,10 +52,7 @@ def attack(x: torch.Tensor, target: RecognizerEnsemble, floor: float, steps: int
         if step == steps // 2:
             half = float(sim.detach().mean())
         with torch.no_grad():
-            g = g / g.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
-            d = y - alpha * g - x
-            d = d * (radius / d.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)).clamp(max=1.0)
-            y = (x + d).clamp(0, 1)
+            y = l2_ball_step(x, y, g, alpha, radius).clamp(0, 1)
     return y.detach(), half
 
 

@@ -201,3 +201,20 @@ def test_evaluate_specs_set_guard_and_refine(tmp_path):
     name, prot = _build(ck + "+strength0.8+refine3", "high", "cpu", None, None)
     assert name.endswith("]+strength0.8+refine3") and prot.perturbation_scale == 0.8 and prot.refine == 3
     assert _build(ck, "high", "cpu", None, None)[1].perturbation_scale == 1.5
+
+
+def test_l2_ball_step_and_psnr_radius_against_hand_computation():
+    from nullswap.protectors.nullswap.protector import l2_ball_step, psnr_radius
+
+    x = torch.full((2, 3, 4, 4), 0.5)
+    r = psnr_radius(x, 30.0)
+    assert r == pytest.approx((48 * 1e-3) ** 0.5)  # 48 values, MSE 10^-3 at 30 dB
+    g = torch.randn(2, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    unit = g / g.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
+    # a short step stays inside the ball: exactly y - alpha * g / |g|
+    assert torch.allclose(l2_ball_step(x, x, g, 0.1 * r, r), x - 0.1 * r * unit, atol=1e-7)
+    # a long one is scaled back onto it: PSNR exactly the floor, same direction
+    y = l2_ball_step(x, x, g, 3.0 * r, r)
+    assert torch.allclose((y - x).flatten(1).norm(dim=1), torch.full((2,), r), rtol=1e-5)
+    assert torch.allclose(-10 * torch.log10((y - x).pow(2).mean((1, 2, 3))), torch.full((2,), 30.0), atol=1e-4)
+    assert torch.allclose(y - x, -r * unit, atol=1e-6)

@@ -47,6 +47,23 @@ def shape_gradient(g: torch.Tensor, chroma: float = 1.0, inv_w: torch.Tensor | N
     return chroma * (g - grey) + (grey if inv_w is None else grey * inv_w)
 
 
+def psnr_radius(x: torch.Tensor, floor_db: float) -> float:
+    """The L2 radius of a PSNR floor for one crop of ``x``: ``||y - x||_2 <= r`` iff PSNR >= ``floor_db`` (range 1)."""
+    return (x[0].numel() * 10.0 ** (-float(floor_db) / 10.0)) ** 0.5
+
+
+def l2_ball_step(x: torch.Tensor, y: torch.Tensor, g: torch.Tensor, alpha: float, radius: float) -> torch.Tensor:
+    """One normalised L2 descent step from ``y`` along ``-g``, projected on the ball ``||y - x||_2 <= radius``.
+
+    Per crop: ``d = y - alpha g / ||g|| - x``, scaled down to ``radius`` where longer; returns ``x + d`` (no [0, 1]
+    clamp: the caller clamps with its own per-pixel cap).
+    """
+    norm = g.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
+    d = y - alpha * g / norm - x
+    dn = d.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
+    return x + d * (radius / dn).clamp(max=1.0)
+
+
 class NullSwapProtector(Protector):
     """NullSwap as a :class:`Protector`: runs the generator on aligned crops.
 
@@ -211,7 +228,7 @@ class NullSwapProtector(Protector):
         ens = self._refine_ensemble(x.device)
         cap = (self.config.max_delta or 8.0) / 255.0 * max(float(self.perturbation_scale), 1e-6)
         l2 = self.psnr_floor is not None
-        radius = (x[0].numel() * 10.0 ** (-self.psnr_floor / 10.0)) ** 0.5 if l2 else 0.0
+        radius = psnr_radius(x, self.psnr_floor) if l2 else 0.0
         alpha = 2.5 * radius / self.refine if l2 else min(2.5 * cap / self.refine, cap / 2)
         with torch.no_grad():
             clean = [e.detach() for e in ens(x)]
@@ -229,14 +246,7 @@ class NullSwapProtector(Protector):
                 (g,) = torch.autograd.grad(sim.mean(0).sum(), y)
                 with torch.no_grad():
                     g = shape_gradient(g, self.refine_chroma, inv_w)
-                    if l2:
-                        norm = g.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
-                        d = y - alpha * g / norm - x
-                        dn = d.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
-                        d = d * (radius / dn).clamp(max=1.0)
-                        y = x + d
-                    else:
-                        y = y - alpha * g.sign()
+                    y = l2_ball_step(x, y, g, alpha, radius) if l2 else y - alpha * g.sign()
                     y = torch.min(torch.max(y, x - cap), x + cap).clamp(0, 1)
                     y = self._guard(x, y)
                 if self.on_step is not None:
