@@ -24,6 +24,9 @@ training recognizers, with:
   steps: with ``x0`` the refinement alone, from the clean crop (where the cosine's gradient is zero);
 * ``diP``: input diversity (Xie et al. 2019): with probability P (default 0.5) per crop and step, the attacked
   input rescaled by U(0.9, 1.1) and shifted by U(-4, 4) px (:func:`input_diversity`);
+* ``dfaP``: DFANet (Zhong & Deng, "Towards transferable adversarial attack against deep face recognition", IEEE
+  TIFS 2021): dropout with rate P (default 0.1) on every convolution's output of the attacked recognizers, a new mask
+  per forward (the clean embeddings without it), so each step attacks a slightly different network;
 * ``hingeM``: threshold-aware steps: each recognizer's cosine enters as ``max(0, cos - (threshold - M))`` (its LFW
   best-accuracy threshold), so a recognizer already ``M`` below its threshold stops pulling and the step goes to
   those still above (the issue's threshold-aware identity term, here in the refinement);
@@ -141,8 +144,21 @@ def with_variant(prot, flags: set[str]):
         levels = verification_thresholds("best")
         thr = torch.tensor([levels[n] for n in prot._refine_spec]).view(-1, 1)
 
+    dfa = next((float(f[3:] or 0.1) for f in flags if f.startswith("dfa")), None)
+    dropping = [False]  # on only in the attacked forwards (the modules may be shared with the measuring ensemble)
+
+    def drop_features(_m: torch.nn.Module, _inp: tuple, out: torch.Tensor) -> torch.Tensor:
+        return F.dropout(out, dfa, training=True) if dropping[0] else out
+
     def steps(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         ens = prot._refine_ensemble(x.device)
+        if dfa is not None and not getattr(ens, "_dfa_hooked", False):
+            convs = [m for m in ens.modules() if isinstance(m, torch.nn.Conv2d)]
+            for m in convs:
+                m.register_forward_hook(drop_features)
+            ens._dfa_hooked = True
+            print(f"dfa{dfa:g}: dropout on the outputs of {len(convs)} convolutions of the attacked ensemble",
+                  flush=True)
         radius = psnr_radius(x, prot.psnr_floor)
         cap = (prot.config.max_delta or 8.0) / 255.0
         alpha = 2.5 * radius / prot.refine
@@ -159,8 +175,12 @@ def with_variant(prot, flags: set[str]):
                     inputs = [y] + ([blurred_copy(y, sigma)] if "bl" in flags else [])
                 if di is not None:
                     inputs = [input_diversity(i, di, jitter) for i in inputs]
-                sims = [torch.stack([F.cosine_similarity(e, c, dim=1) for e, c in zip(ens(i), clean, strict=True)])
-                        for i in inputs]
+                dropping[0] = dfa is not None
+                try:
+                    sims = [torch.stack([F.cosine_similarity(e, c, dim=1) for e, c in zip(ens(i), clean, strict=True)])
+                            for i in inputs]
+                finally:
+                    dropping[0] = False
                 sim = torch.stack(sims).mean(0)  # (recognizers, batch)
                 if hinge is not None:  # threshold-aware: no push below each recognizer's threshold minus the margin
                     sim = (sim - (thr - hinge)).clamp_min(0.0)
