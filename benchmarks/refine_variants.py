@@ -26,7 +26,8 @@ training recognizers, with:
   input rescaled by U(0.9, 1.1) and shifted by U(-4, 4) px (:func:`input_diversity`);
 * ``dfaP``: DFANet (Zhong & Deng, "Towards transferable adversarial attack against deep face recognition", IEEE
   TIFS 2021): dropout with rate P (default 0.1) on every convolution's output of the attacked recognizers, a new mask
-  per forward (the clean embeddings without it), so each step attacks a slightly different network;
+  per forward (the clean embeddings without it), so each step attacks a slightly different network; depthwise
+  convolutions are left out unless ``dfadw`` is also given;
 * ``hingeM``: threshold-aware steps: each recognizer's cosine enters as ``max(0, cos - (threshold - M))`` (its LFW
   best-accuracy threshold), so a recognizer already ``M`` below its threshold stops pulling and the step goes to
   those still above (the issue's threshold-aware identity term, here in the refinement);
@@ -144,7 +145,7 @@ def with_variant(prot, flags: set[str]):
         levels = verification_thresholds("best")
         thr = torch.tensor([levels[n] for n in prot._refine_spec]).view(-1, 1)
 
-    dfa = next((float(f[3:] or 0.1) for f in flags if f.startswith("dfa")), None)
+    dfa = next((float(f[3:] or 0.1) for f in flags if f.startswith("dfa") and f != "dfadw"), None)
     dropping = [False]  # on only in the attacked forwards (the modules may be shared with the measuring ensemble)
 
     def drop_features(_m: torch.nn.Module, _inp: tuple, out: torch.Tensor) -> torch.Tensor:
@@ -153,7 +154,8 @@ def with_variant(prot, flags: set[str]):
     def steps(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         ens = prot._refine_ensemble(x.device)
         if dfa is not None and not getattr(ens, "_dfa_hooked", False):
-            convs = [m for m in ens.modules() if isinstance(m, torch.nn.Conv2d)]
+            convs = [m for m in ens.modules() if isinstance(m, torch.nn.Conv2d)
+                     and not ("dfadw" not in flags and m.groups > 1)]
             for m in convs:
                 m.register_forward_hook(drop_features)
             ens._dfa_hooked = True

@@ -39,7 +39,7 @@ import io
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -78,9 +78,6 @@ class EncodedPhoto:
         strip_gps: whether GPS was stripped (a save asking otherwise encodes again; the pixels are the same).
         record: what :func:`~nullswap.faces.io.write_image` records for the file (blocks, sizes, notes).
         seconds: time spent encoding.
-        region_decoder: decodes an upright region ``(y0, x0, y1, x1)`` of the file from its coefficients still in
-            memory (:func:`~nullswap.faces.jpeg.decode_coefficients_region`: the pixels :func:`decode_region` gives,
-            decoding only the MCUs around the region); :func:`written_region` uses it once and drops it (``None``).
     """
 
     data: bytes
@@ -88,8 +85,6 @@ class EncodedPhoto:
     strip_gps: bool
     record: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
-    region_decoder: Callable[[tuple[int, int, int, int]], np.ndarray] | None = field(
-        default=None, repr=False, compare=False)
 
 
 def quantize8(x: torch.Tensor) -> torch.Tensor:
@@ -231,8 +226,7 @@ def encode_patched(
     except UnsupportedJpegError as e:
         log.debug("coefficient JPEG writer refused the source (%s): verifying on a written copy", e)
         return None
-    return EncodedPhoto(data, "JPEG", strip_gps, _record(res, like), time.perf_counter() - t,
-                        region_decoder=res.region_decoder)
+    return EncodedPhoto(data, "JPEG", strip_gps, _record(res, like), time.perf_counter() - t)
 
 
 def written_region(
@@ -271,14 +265,7 @@ def written_region(
         enc = encode_patched(clean, patches, like, strip_gps=strip_gps,
                              compare="decode" if big and inplace else "float")
         if enc is not None:
-            if enc.region_decoder is None:
-                return decode_region(enc.data, region).to(clean.device), enc
-            from nullswap.faces.io import _float_chw
-
-            # only the MCUs around the region, from the coefficients in memory (the same pixels, no full decode)
-            u8 = enc.region_decoder((y0, x0, y1, x1))
-            enc.region_decoder = None  # frees the photo's coefficients
-            return _float_chw(u8).to(clean.device), enc
+            return decode_region(enc.data, region).to(clean.device), enc
     if like.partial(clean):  # the canvas holds only the faces' region: the whole photo from the source's pixels
         full = as_written(apply_windows(like.float_copy(), patches), like)
     elif int(clean.shape[-1]) * int(clean.shape[-2]) <= COPY_MAX_PIXELS:

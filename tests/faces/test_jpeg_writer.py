@@ -320,39 +320,3 @@ def test_windows_give_the_same_bytes_as_comparing_the_whole_photo(orientation):
         assert encode_protected_jpeg(data, prot, original, windows=boxes)[0] == whole
         patched, res2 = encode_patched_jpeg(data, clean, wins, compare=compare)
         assert patched == whole and res2.blocks_reencoded == res.blocks_reencoded > 0
-
-
-@pytest.mark.parametrize(("sampling", "orientation", "grey"), [
-    ("4:2:0", 1, False), ("4:2:0", 6, False), ("4:2:0", 7, False), ("4:2:2", 8, False), ("4:2:2", 3, False),
-    ("4:4:4", 5, False), ("4:4:4", 2, False), ("4:2:0", 4, True)])
-def test_written_region_decoded_from_coefficients_matches_the_whole_file(sampling, orientation, grey):
-    """decode_coefficients_region (the verdict's read-back of the written file) = Pillow's decode of the whole file."""
-    from types import SimpleNamespace
-
-    from nullswap.faces.jpeg import encode_patched_jpeg
-    from nullswap.written import decode_region
-
-    arr = _texture(157, 221, seed=orientation)
-    ex = Image.Exif()
-    ex[0x0112] = orientation
-    buf = io.BytesIO()
-    Image.fromarray(arr[:, :, 0] if grey else arr).save(buf, "JPEG", quality=90, subsampling=SUBSAMPLING[sampling],
-                                                        exif=ex.tobytes())
-    data = buf.getvalue()
-    with Image.open(io.BytesIO(data)) as im:
-        up = np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
-    clean = torch.from_numpy(up.astype(np.float32) / 255).permute(2, 0, 1).contiguous()
-    h, w = clean.shape[1:]
-    g = torch.Generator().manual_seed(orientation)
-    box = (w // 3, h // 4, w - 5, h - 3)  # reaches near two edges
-    win = SimpleNamespace(box=box, pixels=torch.rand(3, box[3] - box[1], box[2] - box[0], generator=g))
-    out, res = encode_patched_jpeg(data, clean, [win])
-    assert res.region_decoder is not None
-    # regions: inside the window, across its edge, whole photo, touching each corner, a single pixel
-    for x0, y0, x1, y1 in [(box[0] + 3, box[1] + 2, box[2] - 7, box[3] - 1), (0, 0, w // 2 + 1, h // 2 + 3),
-                           (0, 0, w, h), (w - 17, h - 9, w, h), (0, h - 40, 33, h), (w - 1, 0, w, 1),
-                           (17, 19, 18, 20)]:
-        got = res.region_decoder((y0, x0, y1, x1))
-        ref = decode_region(out, (x0, y0, x1, y1))
-        assert got.dtype == np.uint8 and got.shape == (y1 - y0, x1 - x0, 3)
-        assert np.array_equal(got, np.rint(ref.permute(1, 2, 0).numpy() * 255).astype(np.uint8)), (x0, y0, x1, y1)

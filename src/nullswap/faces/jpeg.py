@@ -113,10 +113,6 @@ class JpegWriteResult:
     sampling: str
     quant_tables: int
     notes: list[str] = field(default_factory=list)
-    #: decodes an upright region of the written file from its coefficients still in memory
-    #: (:func:`decode_coefficients_region`; :func:`encode_patched_jpeg` sets it, ``None`` elsewhere)
-    region_decoder: Callable[[tuple[int, int, int, int]], np.ndarray] | None = field(
-        default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready summary (for the per-photo report)."""
@@ -728,64 +724,6 @@ def _mcu_region(jpg: Any, rect: tuple[int, int, int, int], orientation: int,
     return _map_rect(stored, lambda y, x: _to_upright_point(y, x, orientation, upright_hw)), stored
 
 
-#: EXIF orientation -> the Pillow transpose that makes the stored pixels upright (as ``PIL.ImageOps.exif_transpose``).
-EXIF_TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
-                  4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270,
-                  7: Image.Transpose.TRANSVERSE, 8: Image.Transpose.ROTATE_90}
-
-
-def decode_coefficients_region(jpg: Any, rect: tuple[int, int, int, int], orientation: int,
-                               upright_hw: tuple[int, int]) -> np.ndarray:
-    """``(h, w, 3)`` uint8 RGB of the upright ``rect`` = (y0, x0, y1, x1) of the JPEG ``jpg``'s coefficients make.
-
-    The pixels Pillow gives for that region of the whole file (upright, RGB), decoding only the MCUs around it: the
-    coefficients of the region's MCUs and one MCU more on each side are written as a small JPEG (a lossless crop in
-    the DCT domain, like ``jpegtran -crop``) and decoded by Pillow. Every block decodes from its own coefficients and
-    tables alone; only chroma upsampling reads a neighbouring chroma sample (libjpeg's "fancy" upsampling), which the
-    one-MCU margin keeps inside the crop, and at the photo's edges the crop ends where the photo does, so the region's
-    pixels are bit-identical to the whole file's (tests/faces/test_jpeg.py checks every orientation and sampling).
-    Cost follows the region: a face's window in a 12-MP photo decodes in a fraction of the whole file's time, and no
-    full-size decode is held.
-
-    Args:
-        jpg: a jpeglib ``DCTJPEG`` (its coefficient arrays are swapped for the crop's while it is written, then put
-            back).
-        rect: upright ``(y0, x0, y1, x1)``, end exclusive, inside the photo.
-        orientation: the file's EXIF orientation.
-        upright_hw: the upright photo's ``(H, W)``.
-    """
-    import jpeglib
-
-    samp = np.asarray(jpg.samp_factor, dtype=int)
-    mh, mw = 8 * int(samp[:, 0].max()), 8 * int(samp[:, 1].max())
-    sy0, sx0, sy1, sx1 = _map_rect(rect, lambda y, x: _to_stored_point(y, x, orientation, upright_hw))
-    H, W = int(jpg.height), int(jpg.width)
-    my0, mx0 = max(sy0 // mh - 1, 0), max(sx0 // mw - 1, 0)  # one MCU of margin (chroma upsampling)
-    my1, mx1 = min(-(-sy1 // mh) + 1, -(-H // mh)), min(-(-sx1 // mw) + 1, -(-W // mw))
-    names = ["Y", "Cb", "Cr"][: int(jpg.num_components)]
-    saved = {n: getattr(jpg, n) for n in names}
-    size = (jpg.height, jpg.width)
-    try:
-        for n, (fy, fx) in zip(names, samp, strict=True):
-            setattr(jpg, n, np.ascontiguousarray(saved[n][my0 * fy: my1 * fy, mx0 * fx: mx1 * fx]))
-        jpg.height, jpg.width = min(my1 * mh, H) - my0 * mh, min(mx1 * mw, W) - mx0 * mw
-        with tempfile.TemporaryDirectory(prefix="nullswap-jpeg-") as d:
-            dst = Path(d) / "crop.jpg"
-            with jpeglib.version(JPEGLIB_VERSION):
-                jpg.write_dct(str(dst))
-            data = dst.read_bytes()
-    finally:
-        for n in names:
-            setattr(jpg, n, saved[n])
-        jpg.height, jpg.width = size
-    oy, ox = my0 * mh, mx0 * mw
-    with Image.open(_io.BytesIO(data)) as im:
-        part = im.crop((sx0 - ox, sy0 - oy, sx1 - ox, sy1 - oy))
-    if orientation in EXIF_TRANSPOSE:
-        part = part.transpose(EXIF_TRANSPOSE[orientation])
-    return np.asarray(part if part.mode == "RGB" else part.convert("RGB"))
-
-
 def _changed(prot: np.ndarray, orig: np.ndarray) -> np.ndarray:
     """``(h, w)`` bool: pixels where ``prot`` (float) differs from ``orig`` (float: exactly; uint8: its decode)."""
     if orig.dtype != np.uint8:
@@ -1174,10 +1112,7 @@ def encode_patched_jpeg(
             up, stored = _mcu_region(jpg, rect, orientation, hw)
             early = (stored, _patched_coefs(_PatchedRegion(clean, windows, up, orientation, compare), stored, jpg))
         n_re, n_changed = _apply_coefs(jpg, early[1])
-    out, result = _finish(source, segs, sos, jpg, n_re, n_changed, strip_gps)
-    result.region_decoder = functools.partial(decode_coefficients_region, jpg, orientation=orientation,
-                                              upright_hw=hw)
-    return out, result
+    return _finish(source, segs, sos, jpg, n_re, n_changed, strip_gps)
 
 
 def write_protected_jpeg(
@@ -1219,7 +1154,6 @@ def write_protected_jpeg(
     return result
 
 
-__all__ = ["EXIF_TRANSPOSE", "JPEGLIB_VERSION", "JpegWriteResult", "Window", "decode_coefficients_region",
-           "encode_patched_jpeg", "encode_protected_jpeg",
+__all__ = ["JPEGLIB_VERSION", "JpegWriteResult", "Window", "encode_patched_jpeg", "encode_protected_jpeg",
            "jpeg_segments", "kept_segments", "standard_huffman",
            "to_stored_orientation", "unchanged_region", "write_protected_jpeg"]

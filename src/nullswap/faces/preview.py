@@ -22,10 +22,13 @@ import torch
 from PIL import Image
 
 from nullswap.errors import InputError
-from nullswap.faces.jpeg import EXIF_TRANSPOSE
 
 log = logging.getLogger(__name__)
 
+#: EXIF orientation -> the transpose that makes the pixels upright (as ``PIL.ImageOps.exif_transpose``).
+_TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+              5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+              8: Image.Transpose.ROTATE_90}
 
 
 @dataclass
@@ -73,8 +76,8 @@ def jpeg_preview(data: bytes | str | os.PathLike[str], min_side: int) -> Preview
                 return None
             orientation = int(im.getexif().get(0x0112, 1) or 1)
             small = im.convert("RGB")
-            if orientation in EXIF_TRANSPOSE:
-                small = small.transpose(EXIF_TRANSPOSE[orientation])
+            if orientation in _TRANSPOSE:
+                small = small.transpose(_TRANSPOSE[orientation])
             if orientation in (5, 6, 7, 8):
                 W, H = H, W
             arr = np.asarray(small, dtype=np.float32) / 255.0
