@@ -28,6 +28,10 @@ training recognizers, with:
   TIFS 2021): dropout with rate P (default 0.1) on every convolution's output of the attacked recognizers, a new mask
   per forward (the clean embeddings without it), so each step attacks a slightly different network; depthwise
   convolutions are left out unless ``dfadw`` is also given;
+* ``midF`` (with ``mwW``, default 1): feature disruption at an intermediate layer (Ganeshan et al. 2019, FDA;
+  the intermediate-level attacks of Huang et al. 2019 / Wang et al. 2021 report better transfer from mid layers):
+  each step also pushes the output of each recognizer's convolution at depth fraction F (forward order) away from
+  the clean crop's, ``- W ||f(y) - f(x)||^2 / ||f(x)||^2`` added to each recognizer's cosine;
 * ``hingeM``: threshold-aware steps: each recognizer's cosine enters as ``max(0, cos - (threshold - M))`` (its LFW
   best-accuracy threshold), so a recognizer already ``M`` below its threshold stops pulling and the step goes to
   those still above (the issue's threshold-aware identity term, here in the refinement);
@@ -151,8 +155,35 @@ def with_variant(prot, flags: set[str]):
     def drop_features(_m: torch.nn.Module, _inp: tuple, out: torch.Tensor) -> torch.Tensor:
         return F.dropout(out, dfa, training=True) if dropping[0] else out
 
+    mid = next((float(f[3:]) for f in flags if f.startswith("mid")), None)
+    mid_w = next((float(f[2:]) for f in flags if f.startswith("mw")), 1.0)
+    feats: dict[int, torch.Tensor] = {}
+
+    def mid_layers(ens: RecognizerEnsemble) -> None:
+        """Hook the convolution at depth fraction ``mid`` (forward order) of each recognizer: output into feats[i]."""
+        for i, rec in enumerate(ens.recognizers):
+            order: list[torch.nn.Module] = []
+            hooks = [m.register_forward_hook(lambda m, _i, _o, order=order: order.append(m)) for m in rec.modules()
+                     if isinstance(m, torch.nn.Conv2d)]
+            with torch.no_grad():
+                ens(torch.rand(1, 3, 128, 128), indices=[i])
+            for h in hooks:
+                h.remove()
+            layer = order[min(int(mid * len(order)), len(order) - 1)]
+            layer.register_forward_hook(lambda _m, _i, out, i=i: feats.__setitem__(i, out))
+            print(f"mid{mid:g}: {ens.names[i] if hasattr(ens, 'names') else i}: convolution {order.index(layer) + 1} "
+                  f"of {len(order)}, output {tuple(feats.get(i, torch.empty(0)).shape) or '?'}", flush=True)
+
     def steps(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         ens = prot._refine_ensemble(x.device)
+        if mid is not None and not getattr(ens, "_mid_hooked", False):
+            mid_layers(ens)
+            ens._mid_hooked = True
+        clean_feats: dict[int, torch.Tensor] = {}
+        if mid is not None:
+            with torch.no_grad():
+                ens(x)
+                clean_feats = {i: f.detach() for i, f in feats.items()}
         if dfa is not None and not getattr(ens, "_dfa_hooked", False):
             convs = [m for m in ens.modules() if isinstance(m, torch.nn.Conv2d)
                      and not ("dfadw" not in flags and m.groups > 1)]
@@ -184,6 +215,11 @@ def with_variant(prot, flags: set[str]):
                 finally:
                     dropping[0] = False
                 sim = torch.stack(sims).mean(0)  # (recognizers, batch)
+                if mid is not None:  # feature disruption at the hooked layer (of the last input's forward)
+                    dist = torch.stack([(feats[i] - clean_feats[i]).pow(2).flatten(1).sum(1)
+                                        / clean_feats[i].pow(2).flatten(1).sum(1).clamp_min(1e-12)
+                                        for i in sorted(clean_feats)])
+                    sim = sim - mid_w * dist
                 if hinge is not None:  # threshold-aware: no push below each recognizer's threshold minus the margin
                     sim = (sim - (thr - hinge)).clamp_min(0.0)
                 if "gn" in flags:
