@@ -196,6 +196,26 @@ def test_float_chw_is_exact_division_by_255():
     assert np.array_equal(got.numpy(), want)
 
 
+def test_float_chw_writes_into_a_view_and_checks_its_shape():
+    """``out=``: the conversion lands in a strided view of a larger tensor (the float canvas), nothing else touched."""
+    from nullswap.errors import InputError
+    from nullswap.faces.io import _float_chw
+
+    rng = np.random.default_rng(1)
+    arr = rng.integers(0, 256, (40, 30, 3), dtype=np.uint8)
+    big = torch.full((3, 60, 50), -1.0)
+    view = big[:, 7:47, 11:41]
+    assert _float_chw(arr, out=view) is view
+    assert np.array_equal(big[:, 7:47, 11:41].numpy(), np.divide(arr.transpose(2, 0, 1), np.float32(255.0),
+                                                                 dtype=np.float32))
+    big[:, 7:47, 11:41] = -1.0
+    assert bool((big == -1.0).all())
+    with pytest.raises(InputError, match=r"expected a \(3, 40, 30\) float32 tensor, got \(3, 40, 29\)"):
+        _float_chw(arr, out=torch.empty(3, 40, 29))
+    with pytest.raises(InputError, match="float64"):
+        _float_chw(arr, out=torch.empty(3, 40, 30, dtype=torch.float64))
+
+
 def test_float_chw_reads_a_read_only_array_without_warning():
     import warnings
 
