@@ -215,6 +215,38 @@ def test_shipped_checkpoint_without_method_and_bad_combinations(shared, tmp_path
 
 
 @pytest.mark.shared
+def test_recognizers_set_what_autos_refinement_attacks_and_count_as_seen(shared, caplog):
+    """``--recognizers`` with auto: the refinement attacks them (every strength), the verdict counts them as seen and
+    picks its unseen verifier elsewhere; unknown names fail up front; the one pass alone ignores them, saying so."""
+    import logging
+
+    from nullswap.errors import InputError
+    from nullswap.protection import PhotoProtector, packaged_checkpoint
+    from nullswap.verdict import optimised_recognizers
+
+    pp = PhotoProtector("auto", recognizers=["dlib-resnet29", "human-mobilefacenet", "dlib-resnet29"], device="cpu",
+                        seed=0)
+    assert pp.method == "nullswap" and pp.protector.refine > 0
+    assert pp.protector._refine_spec == ["dlib-resnet29", "human-mobilefacenet"]
+    assert pp.protector_at("high")._refine_spec == ["dlib-resnet29", "human-mobilefacenet"]
+    trained = optimised_recognizers(pp.protector, packaged_checkpoint())
+    assert set(pp.seen) == set(trained) | {"human-mobilefacenet"}
+    assert "human-mobilefacenet" not in pp.verifier.names and "arcface-mbf" in pp.verifier.names
+    assert any(pp.verifier.is_seen(n) is False for n in pp.verifier.names)  # still one the method did not attack
+    assert pp.settings["recognizers"] == ["dlib-resnet29", "human-mobilefacenet"]
+    img = torch.from_numpy(np.array(Image.open(shared / "data" / "photos" / "obama1.jpg").convert("RGB").resize(
+        (370, 208)))).permute(2, 0, 1).float() / 255
+    out = pp.protect_tensor(img)
+    (face,) = out.faces
+    assert {s.name: s.seen for s in face.verdict.scores}["arcface-mbf"] is True
+    with pytest.raises(InputError, match="expected registered names"):
+        PhotoProtector("auto", recognizers=["no-such-net"], verify=False, device="cpu")
+    with caplog.at_level(logging.WARNING, logger="nullswap.protection"):
+        one = PhotoProtector("nullswap", recognizers=["dlib-resnet29"], verify=False, device="cpu")
+    assert one.protector.refine == 0 and "ignored" in caplog.text
+
+
+@pytest.mark.shared
 def test_stronger_pgd_reuses_the_loaded_recognizers(shared):
     from nullswap.protection import PhotoProtector
 

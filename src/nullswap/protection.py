@@ -325,7 +325,9 @@ class PhotoProtector:
             given, else :func:`default_method`.
         checkpoint: a NullSwap (or other trained protector) checkpoint folder; default: the packaged one.
         strength: ``low`` / ``mid`` / ``high`` (see each protector's documented mapping): the first strength tried.
-        recognizers: recognizers the per-image optimisers (pgd, fgsm) attack; default: their own defaults.
+        recognizers: recognizers the per-image optimisers (pgd, fgsm) attack, or the refinement steps of ``auto`` /
+            ``nullswap`` with ``refine`` (default: the checkpoint's training recognizers); counted as seen by the
+            verdict. Ignored (logged) for the one pass alone.
         report_recognizers: recognizers measured in the report; default: every offline recognizer whose weights are
             present and that has an LFW-calibrated threshold, plus the verifiers.
         detector: ``scrfd`` (default, :data:`DEFAULT_DETECTOR`: SCRFD-500M on a <= 640-px copy, which for a JPEG is
@@ -398,11 +400,23 @@ class PhotoProtector:
             raise InputError(f"checkpoint: expected no checkpoint with method {self.method!r} (it optimises each "
                              f"photo, it has no trained weights), got {str(checkpoint)!r}; leave --method out to use "
                              "the checkpoint's own method")
-        if recognizers and self.method not in PER_IMAGE_METHODS:
-            log.warning("recognizers %s ignored: only pgd/fgsm take attack recognizers", recognizers)
-            recognizers = None
         if isinstance(refine, bool) or not isinstance(refine, int) or refine < 0:
             raise InputError(f"refine: expected an int >= 0 (attack steps), got {refine!r}")
+        refine_recognizers: list[str] | None = None
+        if recognizers and self.method == "nullswap" and refine:
+            # the refinement steps attack these instead of the checkpoint's training recognizers (the one pass is the
+            # trained generator either way); they count as seen in the verdict
+            from nullswap.recognizers import list_recognizers
+
+            unknown = [n for n in recognizers if n not in list_recognizers()]
+            if unknown:
+                raise InputError(f"recognizers: expected registered names ({', '.join(list_recognizers())}), got "
+                                 f"{unknown}")
+            refine_recognizers, recognizers = list(dict.fromkeys(recognizers)), None
+        elif recognizers and self.method not in PER_IMAGE_METHODS:
+            log.warning("recognizers %s ignored: only pgd/fgsm and the refinement steps (auto, nullswap --refine K) "
+                        "take attack recognizers", recognizers)
+            recognizers = None
         if refine and self.method != "nullswap":
             raise InputError(f"refine: expected method nullswap (one pass plus K attack steps), got method "
                              f"{self.method!r}")
@@ -418,6 +432,8 @@ class PhotoProtector:
             self._kwargs["recognizers"] = list(recognizers)
         if refine:
             self._kwargs["refine"] = refine
+        if refine_recognizers:
+            self._kwargs["refine_recognizers"] = refine_recognizers
         if refine_blur:
             self._kwargs["refine_blur"] = refine_blur
         self._kwargs.update(refine_shape)
@@ -437,12 +453,14 @@ class PhotoProtector:
         ckpt_for_meta = checkpoint if checkpoint is not None else (
             packaged_checkpoint() if self.method == "nullswap" else None)
         self.seen = optimised_recognizers(self.protector, ckpt_for_meta)
+        if refine_recognizers:  # the generator's training recognizers and what the refinement attacks
+            self.seen = list(dict.fromkeys([*(self.seen or []), *refine_recognizers]))
         self.verifier: Verifier | None = None
         if verify:
             names = choose_verifiers(self.seen, verifiers)
             self.verifier = Verifier(names, self.seen, self.device, strict=bool(verifiers))
         self.settings = {"method": self.method, "strength": strength, "checkpoint": str(checkpoint or "default"),
-                         "recognizers": recognizers, "seed": seed, "detector": self.detector.name,
+                         "recognizers": recognizers or refine_recognizers, "seed": seed, "detector": self.detector.name,
                          "verifiers": self.verifier.names if self.verifier else None,
                          "until_protected": self.until_protected}
         if refine:  # only when used, so manifests written without it still match

@@ -74,7 +74,9 @@ def protect(
                                                   "optimise against).")] = None,
     no_verify: Annotated[bool, typer.Option("--no-verify", help="Skip the verification (one forward pass per "
                                             "verifier and face); photos are then 'unverified'.")] = False,
-    recognizers: Annotated[str | None, typer.Option(metavar="A,B", help="Recognizers pgd/fgsm attack.")] = None,
+    recognizers: Annotated[str | None, typer.Option(
+        metavar="A,B", help="Recognizers pgd/fgsm attack, or auto's (and --refine K's) refinement steps instead of "
+                            "the model's training recognizers; they count as seen in the verdict.")] = None,
     report: Annotated[bool, typer.Option("--report", help="Also write NAME.report.json per photo (every "
                                          "recognizer, every threshold, PSNR/SSIM, after JPEG q75) and "
                                          "nullswap-summary.json/.csv (one row per face, full paths).")] = False,
