@@ -30,7 +30,9 @@ the generator runs in bfloat16 (``precision`` auto on a CPU with native bfloat16
 Folders: ``--n`` copies of the shared JPEGs at their own size, and ``--n12`` copies of the 12-MP photo, through
 ``nullswap.batch.run_batch`` with prefetch and the writer thread (what ``nullswap protect DIR`` runs) and, for
 comparison, one photo at a time; photos/s and the process's peak RSS after each (``resource.getrusage``; the
-folders run first, so the peak is theirs plus the loaded models).
+folders run first, so the peak is theirs plus the loaded models). glibc's malloc arenas are capped at
+``--malloc-arenas`` (default 2, as ``nullswap protect`` does since 2026-12-07: :mod:`nullswap.malloc`; 0 leaves
+glibc's default, for comparison).
 """
 
 from __future__ import annotations
@@ -218,7 +220,13 @@ def main() -> None:
         action="store_true",
         help="add rows with the verification as it was before the batched, on-disk verdict",
     )
+    ap.add_argument("--malloc-arenas", type=int, default=2,
+                    help="cap glibc's malloc arenas as `nullswap protect` does (0: glibc's default)")
     args = ap.parse_args()
+    if args.malloc_arenas:
+        from nullswap.malloc import limit_malloc_arenas
+
+        print(f"malloc arenas capped at {args.malloc_arenas}: {limit_malloc_arenas(args.malloc_arenas)}")
     torch.set_num_threads(args.threads)
     tmp = Path(tempfile.mkdtemp(prefix="nullswap-bench-"))
     try:

