@@ -171,8 +171,7 @@ def with_variant(prot, flags: set[str]):
                 h.remove()
             layer = order[min(int(mid * len(order)), len(order) - 1)]
             layer.register_forward_hook(lambda _m, _i, out, i=i: feats.__setitem__(i, out))
-            print(f"mid{mid:g}: {ens.names[i] if hasattr(ens, 'names') else i}: convolution {order.index(layer) + 1} "
-                  f"of {len(order)}, output {tuple(feats.get(i, torch.empty(0)).shape) or '?'}", flush=True)
+            print(f"mid{mid:g}: {ens.names[i]}: convolution {order.index(layer) + 1} of {len(order)}", flush=True)
 
     def steps(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         ens = prot._refine_ensemble(x.device)
