@@ -32,7 +32,8 @@ Folders: ``--n`` copies of the shared JPEGs at their own size, and ``--n12`` cop
 comparison, one photo at a time; photos/s and the process's peak RSS after each (``resource.getrusage``; the
 folders run first, so the peak is theirs plus the loaded models). glibc's malloc arenas are capped at
 ``--malloc-arenas`` (default 2, as ``nullswap protect`` does since 2026-12-07: :mod:`nullswap.malloc`; 0 leaves
-glibc's default, for comparison).
+glibc's default, for comparison), and its mmap / trim thresholds fixed as ``nullswap protect`` does since
+2026-12-07 (``--malloc-keep 1``, default; 0 leaves them dynamic).
 """
 
 from __future__ import annotations
@@ -222,11 +223,17 @@ def main() -> None:
     )
     ap.add_argument("--malloc-arenas", type=int, default=2,
                     help="cap glibc's malloc arenas as `nullswap protect` does (0: glibc's default)")
+    ap.add_argument("--malloc-keep", type=int, default=1, choices=(0, 1),
+                    help="fix glibc's mmap / trim thresholds as `nullswap protect` does (0: glibc's dynamic ones)")
     args = ap.parse_args()
     if args.malloc_arenas:
         from nullswap.malloc import limit_malloc_arenas
 
         print(f"malloc arenas capped at {args.malloc_arenas}: {limit_malloc_arenas(args.malloc_arenas)}")
+    if args.malloc_keep:
+        from nullswap.malloc import keep_freed_memory
+
+        print(f"malloc keeps freed buffers (nullswap.malloc.keep_freed_memory): {keep_freed_memory()}")
     torch.set_num_threads(args.threads)
     tmp = Path(tempfile.mkdtemp(prefix="nullswap-bench-"))
     try:

@@ -123,9 +123,10 @@ def protect(
 
         set_max_pixels(max_pixels)
 
-    from nullswap.malloc import limit_malloc_arenas
+    from nullswap.malloc import keep_freed_memory, limit_malloc_arenas
 
     limit_malloc_arenas()  # before any thread: a folder's decode/protect/write threads keep ~17 % less resident
+    keep_freed_memory()  # each photo's large buffers reuse the last one's memory instead of page-faulting it in
     photos, bad = expand_inputs(inputs)
     for o in bad:
         console.print(f"[red]failed[/red] {o.source}: {o.message}")

@@ -36,7 +36,7 @@ class Preview:
     """A reduced copy of a photo for detection.
 
     Attributes:
-        tensor: ``(3, h, w)`` float32 RGB in [0, 1], upright.
+        tensor: ``(3, h, w)`` float32 RGB in [0, 1], upright; a view of channels-last memory (``(h, w, 3)``).
         size: ``(H, W)`` of the upright full-resolution photo.
         scale: ``(sx, sy)``: photo pixels per preview pixel along x and y.
     """
@@ -85,7 +85,8 @@ def jpeg_preview(data: bytes | str | os.PathLike[str], min_side: int) -> Preview
         log.debug("no draft preview (%s): full decode", e)
         return None
     h, w = arr.shape[:2]
-    t = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).contiguous()
+    # a (3,h,w) view of the (h,w,3) decode: no copy here, and SCRFD resizes channels-last (OpenCV)
+    t = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)
     return Preview(t, (H, W), (W / w, H / h))
 
 
