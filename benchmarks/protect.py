@@ -13,7 +13,9 @@ from ``PhotoProtector.timings`` (wall): decode (full decode, on a worker thread,
 preview (draft-mode decode for SCRFD), detect, align, cloak, paste, verify (arcface-mbf + the unseen verifiers,
 batched), written (the output encoded once for the verdict and decoded: :mod:`nullswap.written`), encode (the save:
 for a JPEG the bytes encoded for the verdict, written as they are). nullswap runs ``--repeat`` times (mean), PGD and
-refine once. ``--verify-before`` adds a row per photo with the verification as it was before the batched, on-disk
+refine once; ``--auto`` adds a row for what ``nullswap protect PHOTO`` does by default (``--method auto``: the
+one pass plus auto's refinement steps at ``mid``, weak faces redone at ``high``; one run, status the final verdict).
+``--verify-before`` adds a row per photo with the verification as it was before the batched, on-disk
 verdict (each verifier aligning the whole in-memory photo and embedding clean and protected crops in two forwards, no
 cache; the JPEG encoded by the save), on the same models in the same run. ``--compare-backend`` adds a row per photo
 with the verifiers on the other backend (onnxruntime vs PyTorch, :func:`nullswap.verdict.verifier_backend`; the
@@ -223,6 +225,8 @@ def main() -> None:
     )
     ap.add_argument("--malloc-arenas", type=int, default=2,
                     help="cap glibc's malloc arenas as `nullswap protect` does (0: glibc's default)")
+    ap.add_argument("--auto", action="store_true",
+                    help="add a row for the default command (method auto: refinement, weak faces redone up to high)")
     ap.add_argument("--malloc-keep", type=int, default=1, choices=(0, 1),
                     help="fix glibc's mmap / trim thresholds as `nullswap protect` does (0: glibc's dynamic ones)")
     args = ap.parse_args()
@@ -339,6 +343,13 @@ def main() -> None:
                 k: time_photo(ppr, p, tmp / f"out-{p.name}", 1) for k, p in photos.items()
             }
             del ppr
+        if args.auto:  # what `nullswap protect PHOTO` does by default: auto's recipe, weak faces redone up to high
+            ppa = PhotoProtector("auto", checkpoint=args.checkpoint, seed=0, device="cpu", detector=args.detector)
+            ppa.protect_file(photos["1 MP"])
+            rows["auto, until protected (the default command)"] = {
+                k: time_photo(ppa, p, tmp / f"out-{p.name}", 1) for k, p in photos.items()
+            }
+            del ppa
         if not args.no_pgd:
             ppg = PhotoProtector("pgd", strength="mid", seed=0, device="cpu", detector=args.detector)
             ppg.protect_file(photos["1 MP"])

@@ -61,6 +61,7 @@ def test_parallel_verifiers_give_the_sequential_cosines(group, verifier, monkeyp
     threads = {name for name, _, _ in seen}
     assert "MainThread" in threads and 2 <= len(threads) <= len(verifier.models)  # the caller takes one verifier
     assert all(inf and not grad for _, inf, grad in seen)  # inference mode in the pool thread too
+    assert verifier._pool.submit(torch.get_num_threads).result() == 1  # no OpenMP team beside the caller's
     seq = Verifier(verifier.names, seen=[], device="cpu", parallel=False)  # the models are loaded once per process
     ref = seq.cosines(clean, prot, lms)
     for name in verifier.names:

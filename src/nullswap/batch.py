@@ -29,7 +29,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -212,8 +212,10 @@ def run_batch(
             on_done(outcome)
         return outcome
 
+    from nullswap.threads import worker_pool  # lazily: it imports torch
+
     futures: list[Future[Outcome]] = []
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="nullswap-write") as writer:
+    with worker_pool(1, "nullswap-write") as writer:  # one PyTorch thread (nullswap.threads)
         nxt = _prepare(jobs[0], manifests, settings, lock) if jobs else None
         for i in range(len(jobs)):
             cur = nxt

@@ -31,6 +31,7 @@ from nullswap.faces.detection import Detections, FaceDetector, create_detector
 from nullswap.faces.io import LoadedImage, jpeg_roundtrip, read_image
 from nullswap.faces.pasteback import FacePatch, apply_patches, face_patches, face_region
 from nullswap.faces.templates import get_template
+from nullswap.threads import worker_pool
 from nullswap.verdict import FaceVerdict, Verifier, VerifyCache, choose_verifiers, optimised_recognizers, worst_outcome
 from nullswap.written import (
     EncodedPhoto,
@@ -711,7 +712,7 @@ class PhotoProtector:
         if key in self._pending:
             return
         if self._io is None:
-            self._io = ThreadPoolExecutor(max_workers=2, thread_name_prefix="nullswap-decode")
+            self._io = worker_pool(2, "nullswap-decode")  # one PyTorch thread each (nullswap.threads)
 
         def timed(fn: Any, *args: Any) -> tuple[Any, float]:
             t = time.perf_counter()

@@ -46,6 +46,7 @@ from typing import Any
 import torch
 
 from nullswap.errors import InputError, UnknownModelError, WeightsNotFoundError
+from nullswap.threads import worker_pool
 
 log = logging.getLogger(__name__)
 
@@ -370,7 +371,9 @@ class Verifier:
         parallel: run the verifiers' forwards side by side on a thread pool (each verifier's batch is what it would
             be; the embeddings are the same). Choice (speed, issue 14), measured 2026-12-07 on the 2-core VM, 2 threads,
             two crops each for arcface-mbf (onnxruntime) and human-mobilefacenet (PyTorch): 55.6 ms one after the
-            other, 38.7 ms side by side (median of 30, interleaved): neither small network keeps two cores busy.
+            other, 38.7 ms side by side (median of 30, interleaved): neither small network keeps two cores busy. The
+            pool's threads run PyTorch on one thread each (:func:`nullswap.threads.worker_pool`): with their own
+            OpenMP team they had halved the speed of the caller's later refinement and PGD steps.
 
     Raises:
         WeightsNotFoundError: a verifier's weights are missing (``strict``), or none of them could be loaded.
@@ -494,9 +497,8 @@ class Verifier:
         names = list(batches)
         if not self.parallel or len(names) < 2:
             return {n: embed(n) for n in names}
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=max(len(self.models) - 1, 1),
-                                            thread_name_prefix="nullswap-verify")
+        if self._pool is None:  # one PyTorch thread each: a worker's own OpenMP team slows the caller's later work
+            self._pool = worker_pool(max(len(self.models) - 1, 1), "nullswap-verify")
         futures = {n: self._pool.submit(embed, n) for n in names[1:]}
         out = {names[0]: embed(names[0])}  # the calling thread takes one
         out.update({n: f.result() for n, f in futures.items()})

@@ -1,0 +1,42 @@
+"""Worker threads beside the main thread's PyTorch work: each runs PyTorch on one thread (issue 14).
+
+PyTorch's CPU kernels run their parallel regions on OpenMP (libgomp in the PyPI wheels), and every thread that runs
+one gets its own team of OpenMP threads, alive as long as the thread. Once the process has more OpenMP threads than
+cores, libgomp's idle threads stop spinning almost at once, so each parallel region of the main thread waits for a
+futex wake-up of its workers; with the thousands of small convolutions of a gradient step that halves their speed.
+Measured (2026-12-08 00:10-00:20 UTC, 2-core VM, 2 threads, model v8): ten refinement steps on one 128-px face
+(auto's recipe) took 1.1-1.3 s in a fresh process and 2.4-2.6 s (1.15 cores busy instead of 1.99) once the
+verifier's pool thread had run human-mobilefacenet, until that thread exited; ``nullswap protect`` with its default
+``auto`` method took 5.0-5.7 s per 1-MP photo and 10.1-12.2 s for the 6-face group photo with that pool, 2.5-3.3 and
+6.1-6.7 s with its thread on one PyTorch thread (two processes each, alternated; the one pass alone the same within
+the VM's noise, 0.145-0.172 against 0.147-0.161 s at 1 MP). :func:`worker_pool` gives such threads one PyTorch
+thread from their start.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import torch
+
+
+def _one_torch_thread() -> None:
+    torch.set_num_threads(1)
+
+
+def worker_pool(max_workers: int, name: str) -> ThreadPoolExecutor:
+    """A thread pool whose threads run PyTorch ops on the calling worker alone (no OpenMP team of their own).
+
+    The calling thread keeps its own count: ``torch.set_num_threads`` in a worker also sets the process-wide value
+    that PyTorch gives a thread at its first parallel op, so this thread's is fixed here first. Threads started later
+    that never ran a PyTorch op begin with one thread too; call ``torch.set_num_threads`` in them to change it.
+
+    Args:
+        max_workers: threads of the pool.
+        name: prefix of the threads' names.
+    """
+    torch.get_num_threads()  # fixes the calling thread's count now (PyTorch initialises it lazily)
+    return ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=name, initializer=_one_torch_thread)
+
+
+__all__ = ["worker_pool"]
