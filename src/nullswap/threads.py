@@ -4,13 +4,18 @@ PyTorch's CPU kernels run their parallel regions on OpenMP (libgomp in the PyPI 
 one gets its own team of OpenMP threads, alive as long as the thread. Once the process has more OpenMP threads than
 cores, libgomp's idle threads stop spinning almost at once, so each parallel region of the main thread waits for a
 futex wake-up of its workers; with the thousands of small convolutions of a gradient step that halves their speed.
-Measured (2026-12-08 00:10-00:20 UTC, 2-core VM, 2 threads, model v8): ten refinement steps on one 128-px face
+Measured (2026-12-08 00:10-00:21 UTC, 2-core VM, 2 threads, model v8): ten refinement steps on one 128-px face
 (auto's recipe) took 1.1-1.3 s in a fresh process and 2.4-2.6 s (1.15 cores busy instead of 1.99) once the
 verifier's pool thread had run human-mobilefacenet, until that thread exited; ``nullswap protect`` with its default
 ``auto`` method took 5.0-5.7 s per 1-MP photo and 10.1-12.2 s for the 6-face group photo with that pool, 2.5-3.3 and
 6.1-6.7 s with its thread on one PyTorch thread (two processes each, alternated; the one pass alone the same within
 the VM's noise, 0.145-0.172 against 0.147-0.161 s at 1 MP). :func:`worker_pool` gives such threads one PyTorch
 thread from their start.
+
+The price, measured too (README, "Session 19"): the one pass alone is 0-15 % slower, since idle OpenMP threads now
+spin beside onnxruntime's instead of sleeping at once (``benchmarks/protect_profile.py --photo "1 MP" --n 20``, four
+processes each: 164-176 against 140-168 ms per photo). No ``GOMP_SPINCOUNT`` served both (1000: ten steps 2.15 s;
+10000: 1.19 s and the one pass within the noise of the default's), so nothing sets it.
 """
 
 from __future__ import annotations
