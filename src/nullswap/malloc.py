@@ -29,7 +29,9 @@ environment variables; four processes each, alternated): with 32 MiB / 256 MiB a
 4th), 14-46 against 48-52 ms kernel time; 1 MP within the noise (2.4-3.0k against 2.7-3.9k faults); the process's
 peak RSS 1178-1227 against 1143-1198 MiB. A 128 MiB mmap threshold (the 12-MP buffers on the heap too) halved the
 12-MP faults again (25-27k) for no measurable time (547-634 against 583-645 ms, three processes each); 32 MiB is
-glibc's own ceiling for its dynamic threshold. The folders' peak RSS: ``benchmarks/protect.py`` ``--malloc-keep``.
+glibc's own ceiling for its dynamic threshold. Folders (``python benchmarks/protect.py --threads 2 --n 50 --n12 3
+--repeat 3 --refine 0 --no-pgd --malloc-keep 0`` / ``1``, alternated, 2026-12-07 23:59-00:01 UTC): peak RSS after
+the pipelined 12-MP folder 1243 / 1278 MiB against 1210 / 1215 MiB with glibc's dynamic thresholds.
 """
 
 from __future__ import annotations
