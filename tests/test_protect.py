@@ -234,6 +234,7 @@ def test_recognizers_set_what_autos_refinement_attacks_and_count_as_seen(shared,
     assert "human-mobilefacenet" not in pp.verifier.names and "arcface-mbf" in pp.verifier.names
     assert any(pp.verifier.is_seen(n) is False for n in pp.verifier.names)  # still one the method did not attack
     assert pp.settings["recognizers"] == ["dlib-resnet29", "human-mobilefacenet"]
+    assert pp.verifier.one_torch_thread  # gradient steps: the verifiers' pool threads on one PyTorch thread
     img = torch.from_numpy(np.array(Image.open(shared / "data" / "photos" / "obama1.jpg").convert("RGB").resize(
         (370, 208)))).permute(2, 0, 1).float() / 255
     out = pp.protect_tensor(img)
@@ -244,6 +245,17 @@ def test_recognizers_set_what_autos_refinement_attacks_and_count_as_seen(shared,
     with caplog.at_level(logging.WARNING, logger="nullswap.protection"):
         one = PhotoProtector("nullswap", recognizers=["dlib-resnet29"], verify=False, device="cpu")
     assert one.protector.refine == 0 and "ignored" in caplog.text
+
+
+@pytest.mark.shared
+def test_verifier_pool_threads_follow_the_gradient_steps(shared):
+    """One PyTorch thread per verifier pool thread where gradient steps run (refinement, PGD), the plain pool for
+    the one pass alone (nullswap.threads)."""
+    from nullswap.protection import PhotoProtector
+
+    assert PhotoProtector("pgd", strength="low", device="cpu").verifier.one_torch_thread
+    assert PhotoProtector("nullswap", refine=2, device="cpu").verifier.one_torch_thread
+    assert not PhotoProtector("nullswap", device="cpu").verifier.one_torch_thread
 
 
 @pytest.mark.shared

@@ -22,6 +22,18 @@ def test_workers_run_one_torch_thread_and_the_caller_keeps_its_own():
     assert out == ["1", "4000000.0", "2"]
 
 
+def test_a_plain_pool_keeps_the_process_count():
+    code = textwrap.dedent("""
+        import torch
+        torch.set_num_threads(2)
+        from nullswap.threads import worker_pool
+        with worker_pool(1, "t", one_torch_thread=False) as pool:
+            print(pool.submit(torch.get_num_threads).result(), torch.get_num_threads())
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["2", "2"]
+
+
 def test_a_folders_writer_thread_runs_one_torch_thread(tmp_path):
     """run_batch's writer (where on_done is called) must not start an OpenMP team of its own."""
     import torch

@@ -459,7 +459,10 @@ class PhotoProtector:
         self.verifier: Verifier | None = None
         if verify:
             names = choose_verifiers(self.seen, verifiers)
-            self.verifier = Verifier(names, self.seen, self.device, strict=bool(verifiers))
+            # gradient steps (refinement, PGD, FGSM) need the pool's threads on one PyTorch thread; the one pass alone
+            # measured faster without (nullswap.threads)
+            steps = bool(refine) or self.method in PER_IMAGE_METHODS
+            self.verifier = Verifier(names, self.seen, self.device, strict=bool(verifiers), one_torch_thread=steps)
         self.settings = {"method": self.method, "strength": strength, "checkpoint": str(checkpoint or "default"),
                          "recognizers": recognizers or refine_recognizers, "seed": seed, "detector": self.detector.name,
                          "verifiers": self.verifier.names if self.verifier else None,

@@ -12,10 +12,13 @@ verifier's pool thread had run human-mobilefacenet, until that thread exited; ``
 the VM's noise, 0.145-0.172 against 0.147-0.161 s at 1 MP). :func:`worker_pool` gives such threads one PyTorch
 thread from their start.
 
-The price, measured too (README, "Session 19"): the one pass alone is 0-15 % slower, since idle OpenMP threads now
-spin beside onnxruntime's instead of sleeping at once (``benchmarks/protect_profile.py --photo "1 MP" --n 20``, four
-processes each: 164-176 against 140-168 ms per photo). No ``GOMP_SPINCOUNT`` served both (1000: ten steps 2.15 s;
-10000: 1.19 s and the one pass within the noise of the default's), so nothing sets it.
+The other side, measured too (README, "Session 19"): with every worker on one thread, the one pass alone was 0-15 %
+slower (``benchmarks/protect_profile.py --photo "1 MP" --n 20``, four processes each: 164-176 against 140-168 ms per
+photo), since idle OpenMP threads then spin beside onnxruntime's instead of sleeping at once; no ``GOMP_SPINCOUNT``
+served both (1000: ten steps 2.15 s; 10000: 1.19 s and the one pass within the noise of the default's). So
+:class:`~nullswap.protection.PhotoProtector` gives its verifiers the plain pool when its method runs no gradient steps
+(the one pass alone: 141 / 152 against 142 / 153 ms, two processes each, 01:10 UTC), one-thread workers otherwise;
+the decode pool and a folder's writer run one PyTorch thread either way (no measurable effect on the one pass).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ def _one_torch_thread() -> None:
     torch.set_num_threads(1)
 
 
-def worker_pool(max_workers: int, name: str) -> ThreadPoolExecutor:
+def worker_pool(max_workers: int, name: str, *, one_torch_thread: bool = True) -> ThreadPoolExecutor:
     """A thread pool whose threads run PyTorch ops on the calling worker alone (no OpenMP team of their own).
 
     The calling thread keeps its own count: ``torch.set_num_threads`` in a worker also sets the process-wide value
@@ -39,8 +42,14 @@ def worker_pool(max_workers: int, name: str) -> ThreadPoolExecutor:
     Args:
         max_workers: threads of the pool.
         name: prefix of the threads' names.
+        one_torch_thread: ``False``: a plain pool (its threads run PyTorch at the process's count, with their own
+            OpenMP team). Choice: :class:`~nullswap.protection.PhotoProtector` uses it for the verifiers of a method
+            without gradient steps (the one pass alone), which then measured faster with libgomp's threads put to
+            sleep at once (module doc: 137-144 against 149-158 ms per 1-MP photo).
     """
     torch.get_num_threads()  # fixes the calling thread's count now (PyTorch initialises it lazily)
+    if not one_torch_thread:
+        return ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=name)
     return ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=name, initializer=_one_torch_thread)
 
 

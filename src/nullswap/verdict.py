@@ -374,6 +374,8 @@ class Verifier:
             other, 38.7 ms side by side (median of 30, interleaved): neither small network keeps two cores busy. The
             pool's threads run PyTorch on one thread each (:func:`nullswap.threads.worker_pool`): with their own
             OpenMP team they had halved the speed of the caller's later refinement and PGD steps.
+        one_torch_thread: the pool's threads run PyTorch on one thread (default); ``False``: at the process's
+            count, for a caller that runs no gradient steps (:func:`nullswap.threads.worker_pool`).
 
     Raises:
         WeightsNotFoundError: a verifier's weights are missing (``strict``), or none of them could be loaded.
@@ -390,9 +392,11 @@ class Verifier:
         strict: bool = True,
         backend: str | None = None,
         parallel: bool = True,
+        one_torch_thread: bool = True,
     ) -> None:
         self.seen: set[str] | None = None if seen is None else set(seen)
         self.parallel = bool(parallel)
+        self.one_torch_thread = bool(one_torch_thread)
         self._pool: ThreadPoolExecutor | None = None
         self.backend = verifier_backend(backend, device)
         self.models: dict[str, torch.nn.Module] = {}
@@ -498,7 +502,8 @@ class Verifier:
         if not self.parallel or len(names) < 2:
             return {n: embed(n) for n in names}
         if self._pool is None:  # one PyTorch thread each: a worker's own OpenMP team slows the caller's later work
-            self._pool = worker_pool(max(len(self.models) - 1, 1), "nullswap-verify")
+            self._pool = worker_pool(max(len(self.models) - 1, 1), "nullswap-verify",
+                                     one_torch_thread=self.one_torch_thread)
         futures = {n: self._pool.submit(embed, n) for n in names[1:]}
         out = {names[0]: embed(names[0])}  # the calling thread takes one
         out.update({n: f.result() for n, f in futures.items()})
