@@ -17,7 +17,7 @@ slower (``benchmarks/protect_profile.py --photo "1 MP" --n 20``, four processes 
 photo), since idle OpenMP threads then spin beside onnxruntime's instead of sleeping at once; no ``GOMP_SPINCOUNT``
 served both (1000: ten steps 2.15 s; 10000: 1.19 s and the one pass within the noise of the default's). So
 :class:`~nullswap.protection.PhotoProtector` gives its verifiers the plain pool when its method runs no gradient steps
-(the one pass alone: 141 / 152 against 142 / 153 ms, two processes each, 01:10 UTC), one-thread workers otherwise;
+(the one pass alone: 141 / 152 against 142 / 153 ms, two processes each, 01:00 UTC), one-thread workers otherwise;
 the decode pool and a folder's writer run one PyTorch thread either way (no measurable effect on the one pass).
 """
 
