@@ -371,11 +371,10 @@ class Verifier:
         parallel: run the verifiers' forwards side by side on a thread pool (each verifier's batch is what it would
             be; the embeddings are the same). Choice (speed, issue 14), measured 2026-12-07 on the 2-core VM, 2 threads,
             two crops each for arcface-mbf (onnxruntime) and human-mobilefacenet (PyTorch): 55.6 ms one after the
-            other, 38.7 ms side by side (median of 30, interleaved): neither small network keeps two cores busy. The
-            pool's threads run PyTorch on one thread each (:func:`nullswap.threads.worker_pool`): with their own
-            OpenMP team they had halved the speed of the caller's later refinement and PGD steps.
-        one_torch_thread: the pool's threads run PyTorch on one thread (default); ``False``: at the process's
-            count, for a caller that runs no gradient steps (:func:`nullswap.threads.worker_pool`).
+            other, 38.7 ms side by side (median of 30, interleaved): neither small network keeps two cores busy.
+        one_torch_thread: the pool's threads run PyTorch on one thread (default: with their own OpenMP team they had
+            halved the speed of the caller's later refinement and PGD steps); ``False``: at the process's count, for
+            a caller that runs no gradient steps (:func:`nullswap.threads.worker_pool`).
 
     Raises:
         WeightsNotFoundError: a verifier's weights are missing (``strict``), or none of them could be loaded.
@@ -501,7 +500,7 @@ class Verifier:
         names = list(batches)
         if not self.parallel or len(names) < 2:
             return {n: embed(n) for n in names}
-        if self._pool is None:  # one PyTorch thread each: a worker's own OpenMP team slows the caller's later work
+        if self._pool is None:
             self._pool = worker_pool(max(len(self.models) - 1, 1), "nullswap-verify",
                                      one_torch_thread=self.one_torch_thread)
         futures = {n: self._pool.submit(embed, n) for n in names[1:]}
